@@ -1,0 +1,85 @@
+"""Serialization of values into frames: pickle protocol 5 with out-of-band buffers.
+
+A value becomes a list of frames: ``frames[0]`` is the pickle stream, the rest are the raw
+buffers it refers to (numpy arrays, bytes-like objects), so large arrays are neither copied
+into the pickle nor re-copied on the wire. The same frames are what the spill store writes
+to disk (compressed per frame) and what ``GET /data/{key}`` streams to peers, which is why a
+spilled value can be served without unpickling it.
+
+Wire layout of a frame list (used by peer transfers)::
+
+    u32 big-endian length of header | msgpack header {"lengths": [n0, n1, ...]} | frame0 | frame1 ...
+
+Not covered here: compression and checksums (the spill store's concern).
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import cloudpickle
+import msgpack
+
+from .errors import ProtocolError
+
+Frame = bytes | bytearray | memoryview
+
+_HEADER_LEN = struct.Struct(">I")
+MAX_HEADER = 1 << 20
+
+
+def dumps(value: Any) -> list[Frame]:
+    """Serialize ``value`` into frames, keeping large buffers out of band."""
+    buffers: list[pickle.PickleBuffer] = []
+    stream = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    frames: list[Frame] = [stream]
+    for buf in buffers:
+        raw = buf.raw()
+        frames.append(raw)
+    return frames
+
+
+def loads(frames: Sequence[Frame]) -> Any:
+    """Rebuild the value from frames made by :func:`dumps`."""
+    if not frames:
+        raise ProtocolError("no frames to deserialize")
+    return pickle.loads(frames[0], buffers=frames[1:])
+
+
+def nbytes(frames: Sequence[Frame]) -> int:
+    """Total size of the frames in bytes."""
+    return sum(memoryview(f).nbytes for f in frames)
+
+
+def pack_header(frames: Sequence[Frame]) -> bytes:
+    """The prefix that precedes ``frames`` on the wire."""
+    header = msgpack.packb({"lengths": [memoryview(f).nbytes for f in frames]})
+    return _HEADER_LEN.pack(len(header)) + header
+
+
+def unpack(payload: bytes | bytearray | memoryview) -> list[memoryview]:
+    """Split a whole wire payload back into frames (zero-copy views)."""
+    view = memoryview(payload)
+    if view.nbytes < _HEADER_LEN.size:
+        raise ProtocolError("payload shorter than its header length")
+    (hlen,) = _HEADER_LEN.unpack_from(view)
+    if hlen > MAX_HEADER or _HEADER_LEN.size + hlen > view.nbytes:
+        raise ProtocolError("invalid frame header length")
+    try:
+        header = msgpack.unpackb(view[_HEADER_LEN.size : _HEADER_LEN.size + hlen])
+        lengths = [int(n) for n in header["lengths"]]
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ProtocolError(f"invalid frame header: {exc}") from exc
+    offset = _HEADER_LEN.size + hlen
+    frames = []
+    for n in lengths:
+        if n < 0 or offset + n > view.nbytes:
+            raise ProtocolError("frame lengths exceed the payload")
+        frames.append(view[offset : offset + n])
+        offset += n
+    if offset != view.nbytes:
+        raise ProtocolError("trailing bytes after the last frame")
+    return frames
