@@ -67,7 +67,7 @@ def setup_dashboard(app: web.Application, snapshot: Callable[[], Mapping[str, An
         return web.Response(text=json.dumps(feed.view()), content_type="application/json")
 
     async def login_form(request: web.Request) -> web.Response:
-        if auth.token is None or auth.allows(request):
+        if auth.token is None or _has_session(request, auth.token):
             raise web.HTTPSeeOther(f"{PREFIX}/")
         return pages.login_response("")
 
@@ -101,6 +101,12 @@ def setup_dashboard(app: web.Application, snapshot: Callable[[], Mapping[str, An
     app.router.add_get(LOGIN_PATH, login_form)
     app.router.add_post(LOGIN_PATH, login)
     app.router.add_post(f"{PREFIX}/logout", logout)
+
+
+def _has_session(request: web.Request, token: str) -> bool:
+    # Auth.allows() waves the login path through, so the form checks the cookie itself.
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return cookie is not None and hmac.compare_digest(cookie, session_value(token))
 
 
 def _see_other(location: str) -> web.Response:
