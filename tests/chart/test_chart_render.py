@@ -179,8 +179,8 @@ def test_defaults_watch_all_namespaces_with_a_cluster_role(rendered: dict[str, A
     objects = rendered["defaults"]
     container = _operator(objects)
     assert container["args"][:3] == ["operator", "run", "--all-namespaces"]
-    assert container["image"] == "memkube/memkube:0.1.0"
-    assert _env(container)["MEMKUBE_DEFAULT_IMAGE"] == "memkube/memkube:0.1.0"
+    assert container["image"] == "ghcr.io/memkube/memkube:0.1.0"
+    assert _env(container)["MEMKUBE_DEFAULT_IMAGE"] == "ghcr.io/memkube/memkube:0.1.0"
     assert [o["metadata"]["name"] for o in by_kind(objects, "ClusterRole")] == ["mk-memkube"]
     (binding,) = by_kind(objects, "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "mk-memkube", "namespace": NAMESPACE}]

@@ -1,7 +1,7 @@
 {{/*
 Names, labels and the few facts every template shares. The pool-side labels and ports
-(memkube.poolLabels, memkube.schedulerPort, memkube.workerPort) must match what the operator
-puts on the pods it creates; tests/chart/test_networkpolicy.py checks them against the
+(memkube.poolPodSelector, the ports and port names) must match what the operator puts on
+the pods and Services it creates; tests/chart/test_chart_pools.py checks them against the
 operator's own builders.
 */}}
 
@@ -85,3 +85,6 @@ matchExpressions:
 
 {{- define "memkube.schedulerPort" -}}8786{{- end }}
 {{- define "memkube.workerPort" -}}8788{{- end }}
+{{/* Port names: the scheduler Service's port, and the worker container's port. */}}
+{{- define "memkube.schedulerServicePortName" -}}memkube{{- end }}
+{{- define "memkube.workerPortName" -}}worker{{- end }}

@@ -1,0 +1,39 @@
+# syntax=docker/dockerfile:1
+# One image for all three memkube roles; the arguments choose the role:
+#   memkube operator run --all-namespaces
+#   memkube scheduler --host 0.0.0.0 --port 8786
+#   memkube worker tcp://SCHEDULER:8786 --memory-limit 4Gi ...
+# Extend it with the libraries your tasks import: see docs/install.md.
+
+ARG PYTHON_IMAGE=python:3.12-slim
+
+# --- builder: wheels for memkube and every dependency, built where build tools may live ---
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY worker_image/ worker_image/
+COPY operator/ operator/
+RUN python -m pip wheel --wheel-dir /wheels ".[operator]"
+
+# --- runtime: the wheels installed, nothing else from the source tree ---
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+# The wheels are bind-mounted from the builder, so they never become a layer of this image.
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    python -m pip install --no-index --find-links=/wheels "memkube[operator]" \
+    && groupadd --system --gid 1000 memkube \
+    && useradd --system --uid 1000 --gid 1000 --home-dir /tmp --no-create-home \
+       --shell /usr/sbin/nologin memkube \
+    && mkdir -p /spill \
+    && chown 1000:1000 /spill \
+    && memkube --help > /dev/null
+# Pods mount a read-only root filesystem: scratch space and the spill store are volumes.
+VOLUME ["/tmp", "/spill"]
+WORKDIR /tmp
+USER 1000:1000
+ENTRYPOINT ["memkube"]
+CMD ["--help"]
