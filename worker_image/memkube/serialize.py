@@ -83,3 +83,60 @@ def unpack(payload: bytes | bytearray | memoryview) -> list[memoryview]:
     if offset != view.nbytes:
         raise ProtocolError("trailing bytes after the last frame")
     return frames
+
+
+def pack_bundle(
+    items: dict[str, Sequence[Frame]], *, missing: Sequence[str] = (),
+    errors: dict[str, str] | None = None,
+) -> list[Frame]:
+    """Several keys' frames in one body: a header naming keys and frame lengths, then frames.
+
+    ``missing`` lists keys the sender does not hold; ``errors`` maps keys to why they could
+    not be serialized. The result is a list of buffers to write in order.
+    """
+    keys = list(items)
+    header = msgpack.packb({
+        "keys": keys,
+        "lengths": [[memoryview(f).nbytes for f in items[k]] for k in keys],
+        "missing": list(missing),
+        "errors": dict(errors or {}),
+    })
+    out: list[Frame] = [_HEADER_LEN.pack(len(header)) + header]
+    for k in keys:
+        out.extend(items[k])
+    return out
+
+
+def unpack_bundle(
+    payload: bytes | bytearray | memoryview,
+) -> tuple[dict[str, list[memoryview]], list[str], dict[str, str]]:
+    """Split a bundle made by :func:`pack_bundle`: (frames by key, missing keys, errors)."""
+    view = memoryview(payload)
+    if view.nbytes < _HEADER_LEN.size:
+        raise ProtocolError("bundle shorter than its header length")
+    (hlen,) = _HEADER_LEN.unpack_from(view)
+    if hlen > 64 * MAX_HEADER or _HEADER_LEN.size + hlen > view.nbytes:
+        raise ProtocolError("invalid bundle header length")
+    try:
+        header = msgpack.unpackb(view[_HEADER_LEN.size : _HEADER_LEN.size + hlen])
+        keys = [str(k) for k in header["keys"]]
+        lengths = [[int(n) for n in ls] for ls in header["lengths"]]
+        missing = [str(k) for k in header.get("missing", [])]
+        errors = {str(k): str(v) for k, v in header.get("errors", {}).items()}
+    except Exception as exc:  # msgpack and malformed-structure errors alike
+        raise ProtocolError(f"invalid bundle header: {exc}") from exc
+    if len(keys) != len(lengths):
+        raise ProtocolError("bundle header: keys and lengths differ in count")
+    offset = _HEADER_LEN.size + hlen
+    items: dict[str, list[memoryview]] = {}
+    for key, ls in zip(keys, lengths, strict=True):
+        frames = []
+        for n in ls:
+            if n < 0 or offset + n > view.nbytes:
+                raise ProtocolError("bundle frame lengths exceed the payload")
+            frames.append(view[offset : offset + n])
+            offset += n
+        items[key] = frames
+    if offset != view.nbytes:
+        raise ProtocolError("trailing bytes after the last bundle frame")
+    return items, missing, errors

@@ -1,0 +1,634 @@
+"""The memkube client: submit work, hold futures, move data in and out of the pool.
+
+``Client(address, token=)`` connects to a scheduler; ``Client(cluster)`` to a local pool;
+``Client()`` starts a :class:`~memkube.local.LocalCluster` it owns. The synchronous API runs
+an event loop in a background thread; ``asynchronous=True`` uses the caller's loop and
+every method returns an awaitable.
+
+Control messages go over one websocket (batched); data goes over the scheduler's HTTP
+``/api/v1/gather`` and ``/api/v1/scatter``, so only the scheduler must be reachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from typing import Any, TypeVar
+
+import aiohttp
+import cloudpickle
+import msgpack
+
+from .. import serialize
+from ..addresses import parse_address
+from ..errors import (
+    AuthenticationError,
+    CancelledError,
+    CommError,
+    DataLostError,
+    ProtocolError,
+    RetireError,
+    TaskError,
+    TimeoutError,
+)
+from ..loop import LoopThread
+from ..protocol import MAX_FRAME, BatchedSend, Message, decode, ops_allowed
+from ..security import Auth, TLSConfig, token_from_env
+from ..taskspec import call_spec, replace_refs, task_key
+from .futures import CANCELLED, ERROR, FINISHED, Future, FutureState
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SCHEDULER_OPS = ops_allowed("welcome", "key-in-memory", "task-erred-client", "key-cancelled",
+                            "reply", "error")
+_priority_counter = itertools.count()
+
+
+class Client:
+    """Connects to a memkube pool. See the module docstring."""
+
+    def __init__(
+        self,
+        address: Any = None,
+        *,
+        token: str | None = None,
+        asynchronous: bool = False,
+        timeout: float = 30.0,
+        tls: TLSConfig | None = None,
+        name: str | None = None,
+        **cluster_kwargs: Any,
+    ) -> None:
+        self._cluster = None
+        self._owns_cluster = False
+        if address is None:
+            from ..local import LocalCluster
+
+            address = LocalCluster(**cluster_kwargs)
+            self._owns_cluster = True
+        if hasattr(address, "scheduler_address"):
+            self._cluster = address
+            token = token or getattr(address, "token", None)
+            address = address.scheduler_address
+        self.address = parse_address(str(address))
+        self.auth = Auth(token_from_env(token))
+        self.tls = tls or TLSConfig()
+        self.id = f"{name or 'client'}-{uuid.uuid4().hex[:12]}"
+        self.asynchronous = asynchronous
+        self.timeout = timeout
+        self.status = "new"
+        self._loop_thread: LoopThread | None = None if asynchronous else LoopThread("memkube-client")
+        self._loop: asyncio.AbstractEventLoop | None = (
+            self._loop_thread.loop if self._loop_thread else None)
+        self._refs: dict[str, int] = {}
+        self._states: dict[str, FutureState] = {}
+        self._lock = threading.Lock()
+        self._to_release: set[str] = set()
+        self._scopes: list[list[Future]] = []
+        self._persisted: dict[str, Future] = {}
+        self._replies: dict[int, asyncio.Future[Any]] = {}
+        self._next_id = itertools.count(1)
+        self._comm: BatchedSend | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._listener: asyncio.Task[None] | None = None
+        if not asynchronous:
+            self.sync(self._start)
+
+    # ------------------------------------------------------------------ sync / async plumbing
+
+    def sync(self, func: Callable[..., Coroutine[Any, Any, T]], *args: Any,
+             timeout: float | None = None, **kwargs: Any) -> Any:
+        """Run ``func(*args)``: blocking in sync mode, an awaitable in async mode."""
+        coro = func(*args, **kwargs)
+        if timeout is not None:
+            coro = _with_timeout(coro, timeout)
+        if self.asynchronous:
+            return coro
+        assert self._loop_thread is not None
+        return self._loop_thread.run(coro)
+
+    def _loop_call(self, callback: Callable[..., Any], *args: Any) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            callback(*args)
+        else:
+            loop.call_soon_threadsafe(callback, *args)
+
+    def __await__(self) -> Any:
+        return self._start().__await__()
+
+    async def _start(self) -> Client:
+        if self.status == "running":
+            return self
+        if self._cluster is not None and hasattr(self._cluster, "_ensure_started"):
+            await self._cluster._ensure_started()
+        self._loop = asyncio.get_running_loop()
+        self._session = aiohttp.ClientSession(
+            headers=self.auth.headers(),
+            connector=aiohttp.TCPConnector(ssl=self.tls.client_context() or False),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
+        )
+        try:
+            self._ws = await self._session.ws_connect(self.address.ws + "/ws/client",
+                                                      max_msg_size=MAX_FRAME)
+        except aiohttp.WSServerHandshakeError as exc:
+            await self._session.close()
+            if exc.status == 401:
+                raise AuthenticationError(
+                    f"scheduler {self.address} rejected the token") from exc
+            raise CommError(f"cannot connect to {self.address}: {exc}") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            await self._session.close()
+            raise CommError(f"cannot connect to scheduler {self.address}: {exc}") from exc
+        self._comm = BatchedSend(self._ws.send_bytes)
+        self._comm.start()
+        self._comm.send({"op": "register-client", "client": self.id})
+        self._listener = asyncio.create_task(self._listen(self._ws))
+        self.status = "running"
+        return self
+
+    async def _listen(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        try:
+            async for raw in ws:
+                if raw.type != aiohttp.WSMsgType.BINARY:
+                    break
+                try:
+                    ops = decode(raw.data, SCHEDULER_OPS)
+                except ProtocolError as exc:
+                    log.error("bad message from the scheduler: %s", exc)
+                    break
+                for msg in ops:
+                    self._handle(msg)
+        finally:
+            if self.status == "running":
+                log.warning("lost the connection to the scheduler %s", self.address)
+                self.status = "disconnected"
+            for fut in self._replies.values():
+                if not fut.done():
+                    fut.set_exception(CommError("connection to the scheduler lost"))
+            for state in list(self._states.values()):
+                if not state.done():
+                    state.cancel("connection to the scheduler lost")
+
+    def _handle(self, msg: Message) -> None:
+        op = msg["op"]
+        state = self._states.get(msg.get("key", ""))
+        if op == "key-in-memory":
+            if state is not None:
+                state.finish(msg["type"])
+        elif op == "task-erred-client":
+            if state is not None:
+                state.fail(bytes(msg["exception"]), msg["traceback"], msg["text"])
+        elif op == "key-cancelled":
+            if state is not None:
+                state.cancel(msg["reason"])
+        elif op == "reply":
+            fut = self._replies.pop(msg["id"], None)
+            if fut is not None and not fut.done():
+                fut.set_result(msg["result"])
+        elif op == "error":
+            log.error("scheduler error: %s", msg["message"])
+
+    async def _request(self, msg: Message) -> Any:
+        if self._comm is None or self.status != "running":
+            raise CommError("the client is not connected")
+        rid = next(self._next_id)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._replies[rid] = fut
+        self._comm.send({**msg, "id": rid})
+        return await fut
+
+    # ------------------------------------------------------------------ references
+
+    def _acquire_ref(self, key: str) -> FutureState:
+        with self._lock:
+            self._refs[key] = self._refs.get(key, 0) + 1
+            self._to_release.discard(key)
+            state = self._states.get(key)
+            if state is None:
+                assert self._loop is not None
+                state = self._states[key] = FutureState(self._loop)
+        return state
+
+    def _release_ref(self, key: str) -> None:
+        with self._lock:
+            count = self._refs.get(key, 0) - 1
+            if count > 0:
+                self._refs[key] = count
+                return
+            self._refs.pop(key, None)
+            self._to_release.add(key)
+            first = len(self._to_release) == 1
+        if first and self.status == "running":
+            self._loop_call(self._flush_releases)
+
+    def _flush_releases(self) -> None:
+        with self._lock:
+            keys = [k for k in self._to_release if k not in self._refs]
+            self._to_release.clear()
+            for k in keys:
+                self._states.pop(k, None)
+        if keys and self._comm is not None:
+            self._comm.send({"op": "release-keys", "keys": keys})
+
+    def _new_future(self, key: str) -> Future:
+        fut = Future(key, self)
+        for scope in self._scopes:
+            scope.append(fut)
+        return fut
+
+    def _is_ref(self, obj: Any) -> str | None:
+        if isinstance(obj, Future):
+            if obj.client is not self:
+                raise ValueError("a future of another client cannot be a task argument")
+            return obj.key
+        return None
+
+    # ------------------------------------------------------------------ submitting
+
+    def submit(self, func: Callable[..., Any], *args: Any, key: str | None = None,
+               pure: bool = True, priority: int = 0, **kwargs: Any) -> Future:
+        """Run ``func(*args, **kwargs)`` in the pool; futures in the arguments are inputs."""
+        if not callable(func):
+            raise TypeError("submit expects a callable as its first argument")
+        deps: set[str] = set()
+        args = replace_refs(args, self._is_ref, deps)
+        kwargs = replace_refs(kwargs, self._is_ref, deps)
+        run_spec = call_spec(func, args, kwargs)
+        key = key or task_key(func, run_spec, pure)
+        task = {"key": key, "run_spec": run_spec, "deps": sorted(deps),
+                "priority": [-priority, next(_priority_counter)]}
+        fut = self._new_future(key)
+        self._send_graph([task], [key])
+        return fut
+
+    def map(self, func: Callable[..., Any], *iterables: Iterable[Any], key: str | None = None,
+            pure: bool = True, priority: int = 0, batch_size: int = 5000,
+            **kwargs: Any) -> list[Future]:
+        """``submit`` for each item of the zipped iterables; one message per batch."""
+        if not callable(func):
+            raise TypeError("map expects a callable as its first argument")
+        func_bytes = cloudpickle.dumps(func)
+        name = key or _name_of(func)
+        kw_deps: set[str] = set()
+        kwargs = replace_refs(kwargs, self._is_ref, kw_deps)
+        futures: list[Future] = []
+        tasks: list[dict[str, Any]] = []
+        base = next(_priority_counter)
+        for i, args in enumerate(zip(*iterables, strict=False)):
+            deps = set(kw_deps)
+            args = replace_refs(args, self._is_ref, deps)
+            run_spec = call_spec(func, args, kwargs, func_bytes=func_bytes)
+            k = task_key(func, run_spec, pure)
+            if name != k.rsplit("-", 1)[0]:
+                k = f"{name}-{k.rsplit('-', 1)[1]}"
+            tasks.append({"key": k, "run_spec": run_spec, "deps": sorted(deps),
+                          "priority": [-priority, base, i]})
+            futures.append(self._new_future(k))
+            if len(tasks) >= batch_size:
+                self._send_graph(tasks, [t["key"] for t in tasks])
+                tasks = []
+        if tasks:
+            self._send_graph(tasks, [t["key"] for t in tasks])
+        return futures
+
+    def _send_graph(self, tasks: list[dict[str, Any]], wants: list[str]) -> None:
+        if self.status != "running":
+            raise CommError("the client is not connected")
+        self._loop_call(self._send_now, {"op": "update-graph", "tasks": tasks, "wants": wants})
+
+    def _send_now(self, msg: Message) -> None:
+        if self._comm is not None:
+            self._comm.send(msg)
+
+    # ------------------------------------------------------------------ results
+
+    def gather(self, futures: Any, errors: str = "raise") -> Any:
+        """Values of futures (in the same nested list/dict structure)."""
+        return self.sync(self._gather_structure, futures, errors)
+
+    async def _gather_structure(self, futures: Any, errors: str) -> Any:
+        found: list[Future] = []
+        _collect_futures(futures, found)
+        values = await self._gather(found, errors=errors)
+        by_key = {f.key: v for f, v in zip(found, values, strict=True)}
+        return _rebuild(futures, by_key)
+
+    async def _gather(self, futures: list[Future], errors: str = "raise") -> list[Any]:
+        if errors not in ("raise", "skip"):
+            raise ValueError("errors must be 'raise' or 'skip'")
+        for fut in futures:
+            await fut._state.wait()
+            if fut._state.status in (ERROR, CANCELLED) and errors == "raise":
+                assert fut._state.exception is not None
+                raise fut._state.exception
+        keys = list(dict.fromkeys(f.key for f in futures if f._state.status == FINISHED))
+        values = await self._fetch(keys) if keys else {}
+        return [values[f.key] for f in futures if f.key in values or errors == "raise"]
+
+    async def _fetch(self, keys: list[str]) -> dict[str, Any]:
+        assert self._session is not None
+        url = self.address.http + "/api/v1/gather"
+        for attempt in range(3):
+            try:
+                async with self._session.post(url, data=msgpack.packb({"keys": keys})) as resp:
+                    if resp.status == 401:
+                        raise AuthenticationError("scheduler rejected the token")
+                    resp.raise_for_status()
+                    payload = await resp.read()
+            except aiohttp.ClientError as exc:
+                raise CommError(f"gather from {self.address} failed: {exc}") from exc
+            items, missing, errs = serialize.unpack_bundle(payload)
+            if errs:
+                key, why = next(iter(errs.items()))
+                raise TaskError(f"the result of {key!r} cannot be serialized: {why}")
+            loop = asyncio.get_running_loop()
+            values = await loop.run_in_executor(None, _loads_all, items)
+            if not missing:
+                return values
+            # Lost between "in memory" and the fetch: wait for recovery and ask again.
+            await asyncio.sleep(0.2 * (attempt + 1))
+            rest = await self._fetch_after_recovery(missing)
+            values.update(rest)
+            return values
+        raise DataLostError(f"could not fetch {keys[:3]}")
+
+    async def _fetch_after_recovery(self, keys: list[str]) -> dict[str, Any]:
+        for key in keys:
+            state = self._states.get(key)
+            if state is not None:
+                await state.wait()
+                if state.status != FINISHED:
+                    assert state.exception is not None
+                    raise state.exception
+        items_url = self.address.http + "/api/v1/gather"
+        assert self._session is not None
+        async with self._session.post(items_url, data=msgpack.packb({"keys": keys})) as resp:
+            resp.raise_for_status()
+            items, missing, _ = serialize.unpack_bundle(await resp.read())
+        if missing:
+            raise DataLostError(f"keys {missing[:3]} are in no worker's memory")
+        return _loads_all(items)
+
+    def scatter(self, data: Any, *, hash: bool = True) -> Any:  # noqa: A002 - Dask's name
+        """Upload values to the pool; returns futures in the same structure (list/dict/one)."""
+        return self.sync(self._scatter, data, hash)
+
+    async def _scatter(self, data: Any, hash_keys: bool) -> Any:
+        if isinstance(data, dict):
+            items = dict(data)
+        elif isinstance(data, (list, tuple)):
+            items = {str(i): v for i, v in enumerate(data)}
+        else:
+            items = {"0": data}
+        loop = asyncio.get_running_loop()
+        frames = await loop.run_in_executor(None, _dumps_all, items)
+        keys = {}
+        for name, fr in frames.items():
+            if hash_keys:
+                digest = cloudpickle.dumps(bytes(serialize.pack_header(fr))) + b"".join(
+                    bytes(f) for f in fr)
+                import hashlib
+
+                token = hashlib.blake2b(digest, digest_size=16).hexdigest()
+            else:
+                token = uuid.uuid4().hex
+            value = items[name]
+            keys[name] = f"{type(value).__name__}-{token}"
+        bundle = serialize.pack_bundle({keys[n]: fr for n, fr in frames.items()})
+        body = b"".join(bytes(b) for b in bundle)
+        assert self._session is not None
+        url = self.address.http + "/api/v1/scatter?client=" + self.id
+        futures = {name: self._new_future(key) for name, key in keys.items()}
+        try:
+            async with self._session.post(url, data=body) as resp:
+                if resp.status != 200:
+                    raise CommError(f"scatter failed: {resp.status} {await resp.text()}")
+        except aiohttp.ClientError as exc:
+            raise CommError(f"scatter to {self.address} failed: {exc}") from exc
+        for fut in futures.values():
+            await fut._state.wait()
+        if isinstance(data, dict):
+            return futures
+        if isinstance(data, (list, tuple)):
+            return [futures[str(i)] for i in range(len(data))]
+        return futures["0"]
+
+    # ------------------------------------------------------------------ lifetime
+
+    def cancel(self, futures: Iterable[Future]) -> None:
+        keys = [f.key for f in _as_list(futures)]
+        for key in keys:
+            state = self._states.get(key)
+            if state is not None:
+                self._loop_call(state.cancel, "cancelled")
+        self._loop_call(self._send_now, {"op": "cancel-keys", "keys": keys})
+
+    def persist(self, collection: Any, keys: Iterable[Any] | None = None) -> Any:
+        """Keep results in the pool until :meth:`unpersist`.
+
+        Futures (one, a list or a dict) are pinned; a low-level graph ``{key: task}`` is
+        submitted and a dict of futures returned; a Dask collection is submitted and a new
+        collection backed by the futures returned.
+        """
+        from .graphs import persist
+
+        return persist(self, collection, keys)
+
+    def _pin(self, futures: Iterable[Future]) -> None:
+        for fut in futures:
+            self._persisted[fut.key] = fut
+
+    def unpersist(self, futures: Any) -> None:
+        """Drop persisted results from the pool (memory and spill files)."""
+        found: list[Future] = []
+        _collect_futures(futures, found)
+        self._force_release([f.key for f in found], "unpersisted")
+
+    def _force_release(self, keys: list[str], reason: str) -> None:
+        for key in keys:
+            self._persisted.pop(key, None)
+            state = self._states.get(key)
+            if state is not None:
+                self._loop_call(state.cancel, reason)
+        self._loop_call(self._send_now, {"op": "release-keys", "keys": keys})
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[None]:
+        """Release every future created inside when the block exits (also on an error)."""
+        created: list[Future] = []
+        self._scopes.append(created)
+        try:
+            yield
+        finally:
+            self._scopes.remove(created)
+            self._force_release(list(dict.fromkeys(f.key for f in created)), "scope exited")
+
+    @contextlib.contextmanager
+    def persisted(self, collection: Any) -> Iterator[Any]:
+        """``persist`` on entry, ``unpersist`` on exit."""
+        result = self.persist(collection)
+        try:
+            yield result
+        finally:
+            self.unpersist(result)
+
+    def replicate(self, futures: Iterable[Future], n: int = 2) -> None:
+        """Keep ``n`` copies of each future's value on distinct workers."""
+        keys = [f.key for f in _as_list(futures)]
+        self._loop_call(self._send_now, {"op": "replicate", "keys": keys, "n": n})
+
+    def who_has(self, futures: Any = None) -> dict[str, list[str]]:
+        found: list[Future] = []
+        _collect_futures(futures if futures is not None else [], found)
+        return self.sync(self._request, {"op": "who-has", "keys": [f.key for f in found]})
+
+    # ------------------------------------------------------------------ pool
+
+    def scheduler_info(self) -> dict[str, Any]:
+        """The pool snapshot, with ``workers`` keyed by address (as Dask's)."""
+        return self.sync(self._scheduler_info)
+
+    async def _scheduler_info(self) -> dict[str, Any]:
+        info = await self._request({"op": "info"})
+        info["workers"] = {w["address"]: w for w in info["workers"]}
+        return info
+
+    def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:
+        return self.sync(self._wait_for_workers, n, timeout=timeout)
+
+    async def _wait_for_workers(self, n: int) -> None:
+        while True:
+            info = await self._request({"op": "info"})
+            if sum(1 for w in info["workers"] if w["status"] != "retiring") >= n:
+                return
+            await asyncio.sleep(0.05)
+
+    def retire_workers(self, names: list[str] | None = None, n: int | None = None) -> Any:
+        """Move workers' unique data elsewhere, then stop them; returns who was retired."""
+        return self.sync(self._retire_workers, names, n)
+
+    async def _retire_workers(self, names: list[str] | None, n: int | None) -> Any:
+        result = await self._request({"op": "retire", "names": names or [],
+                                      "n": 0 if n is None else n})
+        if "error" in result:
+            raise RetireError(result["error"])
+        return result
+
+    def memory_report(self) -> str:
+        """Print and return a per-worker memory table."""
+        from ..diagnostics import format_memory_report
+
+        snapshot = self.sync(self._request, {"op": "info"})
+        text = format_memory_report(snapshot)
+        print(text)
+        return text
+
+    @property
+    def dashboard_link(self) -> str:
+        return self.address.http + "/dashboard/"
+
+    # ------------------------------------------------------------------ closing
+
+    def close(self) -> Any:
+        return self.sync(self._close) if not self.asynchronous else self._close()
+
+    async def _close(self) -> None:
+        if self.status == "closed":
+            return
+        self.status = "closed"
+        if self._comm is not None:
+            self._flush_releases()
+            await self._comm.close()
+        if self._ws is not None:
+            await self._ws.close()
+        if self._listener is not None:
+            await asyncio.gather(self._listener, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+        if self._owns_cluster and self._cluster is not None:
+            await self._cluster._close_async()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+        if self._loop_thread is not None:
+            self._loop_thread.stop()
+
+    async def __aenter__(self) -> Client:
+        return await self._start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._close()
+
+    def __repr__(self) -> str:
+        return f"<memkube.Client {self.address} {self.status}>"
+
+
+# ---------------------------------------------------------------------- helpers
+
+async def _with_timeout(coro: Coroutine[Any, Any, T], timeout: float) -> T:
+    try:
+        return await asyncio.wait_for(coro, timeout)
+    except asyncio.TimeoutError as exc:
+        raise TimeoutError(f"did not finish within {timeout} s") from exc
+
+
+def _name_of(func: Any) -> str:
+    from ..taskspec import key_name
+
+    return key_name(func)
+
+
+def _as_list(futures: Any) -> list[Future]:
+    if isinstance(futures, Future):
+        return [futures]
+    found: list[Future] = []
+    _collect_futures(futures, found)
+    return found
+
+
+def _collect_futures(obj: Any, out: list[Future]) -> None:
+    if isinstance(obj, Future):
+        out.append(obj)
+    elif isinstance(obj, (list, tuple, set)):
+        for x in obj:
+            _collect_futures(x, out)
+    elif isinstance(obj, dict):
+        for x in obj.values():
+            _collect_futures(x, out)
+
+
+def _rebuild(obj: Any, values: dict[str, Any]) -> Any:
+    if isinstance(obj, Future):
+        return values.get(obj.key)
+    if isinstance(obj, (list, tuple, set)):
+        return type(obj)(_rebuild(x, values) for x in obj)
+    if isinstance(obj, dict):
+        return {k: _rebuild(v, values) for k, v in obj.items()}
+    return obj
+
+
+def _loads_all(items: dict[str, list[memoryview]]) -> dict[str, Any]:
+    return {k: serialize.loads(frames) for k, frames in items.items()}
+
+
+def _dumps_all(items: dict[str, Any]) -> dict[str, list[Any]]:
+    return {k: serialize.dumps(v) for k, v in items.items()}
+
+
+__all__ = ["CancelledError", "Client"]

@@ -1,0 +1,168 @@
+"""Futures: a client-side handle on one key, reference counted.
+
+Every :class:`Future` object of a key counts as one reference; when the last one is
+garbage-collected (``del future``), the client tells the scheduler (batched) that it no
+longer holds the key, and the pool frees it once nothing else needs it. The shared,
+per-key :class:`FutureState` carries the status and the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import cloudpickle
+
+from ..errors import CancelledError, TaskError
+
+if TYPE_CHECKING:
+    from .client import Client
+
+PENDING, FINISHED, ERROR, CANCELLED = "pending", "finished", "error", "cancelled"
+
+
+class FutureState:
+    """Status of a key as this client knows it; shared by all Future objects of the key."""
+
+    __slots__ = ("status", "type", "exception", "traceback", "reason", "_event", "_loop",
+                 "callbacks")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.status = PENDING
+        self.type = ""
+        self.exception: BaseException | None = None
+        self.traceback = ""
+        self.reason = ""
+        self._loop = loop
+        self._event: asyncio.Event | None = None
+        self.callbacks: list[Callable[[], None]] = []
+
+    def _done(self) -> None:
+        if self._event is not None:
+            self._event.set()
+        callbacks, self.callbacks = self.callbacks, []
+        for cb in callbacks:
+            cb()
+
+    def finish(self, type_: str) -> None:
+        self.status, self.type = FINISHED, type_
+        self._done()
+
+    def fail(self, exception_blob: bytes, traceback: str, text: str) -> None:
+        try:
+            exc = cloudpickle.loads(exception_blob) if exception_blob else TaskError(text)
+        except Exception:  # noqa: BLE001 - an exception class the client cannot import
+            exc = TaskError(text, traceback)
+        if not isinstance(exc, BaseException):
+            exc = TaskError(text, traceback)
+        if traceback:
+            exc.add_note("Remote traceback (most recent call last, on the worker):\n"
+                         + traceback.rstrip())
+        self.status, self.exception, self.traceback = ERROR, exc, traceback
+        self._done()
+
+    def cancel(self, reason: str) -> None:
+        if self.status == PENDING or reason != "cancelled":
+            self.status, self.reason = CANCELLED, reason
+            self.exception = CancelledError(f"future cancelled: {reason}")
+            self._done()
+
+    def reset(self) -> None:
+        """The key is being recomputed (its data was lost)."""
+        self.status = PENDING
+        if self._event is not None:
+            self._event.clear()
+
+    async def wait(self) -> None:
+        if self.status != PENDING:
+            return
+        if self._event is None:
+            self._event = asyncio.Event()
+        await self._event.wait()
+
+    def done(self) -> bool:
+        return self.status != PENDING
+
+
+class Future:
+    """A handle on a remote result. Dask-like: ``result()``, ``done()``, ``cancel()`` …"""
+
+    __slots__ = ("key", "client", "_state", "__weakref__")
+
+    def __init__(self, key: str, client: Client, *, inform: bool = False) -> None:
+        self.key = key
+        self.client = client
+        self._state = client._acquire_ref(key)
+
+    @property
+    def status(self) -> str:
+        return self._state.status
+
+    @property
+    def type(self) -> str:
+        return self._state.type
+
+    def done(self) -> bool:
+        return self._state.done()
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The value (fetched from the pool), or the task's exception raised here."""
+        return self.client.sync(self._result, timeout=timeout)
+
+    async def _result(self) -> Any:
+        values = await self.client._gather([self], errors="raise")
+        return values[0]
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        return self.client.sync(self._exception, timeout=timeout)
+
+    async def _exception(self) -> BaseException | None:
+        await self._state.wait()
+        return self._state.exception if self._state.status == ERROR else None
+
+    def traceback(self) -> str:
+        return self._state.traceback
+
+    def cancel(self) -> None:
+        self.client.cancel([self])
+
+    def cancelled(self) -> bool:
+        return self._state.status == CANCELLED
+
+    def add_done_callback(self, fn: Callable[[Future], Any]) -> None:
+        """Call ``fn(self)`` once the future is done (at once if it already is).
+
+        Called in the client's event loop thread: keep it short.
+        """
+        def call() -> None:
+            fn(self)
+
+        if self.done():
+            call()
+        else:
+            self.client._loop_call(self._state.callbacks.append, call)
+
+    def release(self) -> None:
+        self.client._release_ref(self.key)
+        self.key = ""
+
+    def __del__(self) -> None:
+        try:
+            if self.key:
+                self.client._release_ref(self.key)
+        except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to release
+            pass
+
+    def __repr__(self) -> str:
+        return f"<Future {self.status} key={self.key!r}>"
+
+    def __await__(self) -> Any:
+        return self._result().__await__()
+
+    def __reduce__(self) -> Any:
+        raise TypeError("memkube futures cannot be pickled; pass them as task arguments")
+
+
+_RELEASE_LOCK = threading.Lock()

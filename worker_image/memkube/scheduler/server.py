@@ -1,0 +1,496 @@
+"""The scheduler's aiohttp shell: websockets, the HTTP API and the data proxy.
+
+A thin layer around :class:`~memkube.scheduler.state.SchedulerState`: each websocket frame
+is decoded and validated (:mod:`memkube.protocol`), handed to the state machine, and the
+messages it queued are sent through one :class:`~memkube.protocol.BatchedSend` per peer.
+Clients never need to reach workers: ``gather`` and ``scatter`` go through the scheduler's
+HTTP endpoints, which talk to workers' ``/data`` endpoints, so a port-forward to the
+scheduler is enough.
+
+Routes are documented in ``docs/internals.md`` ("Scheduler HTTP API").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import msgpack
+from aiohttp import web
+
+from .. import serialize
+from ..addresses import Address
+from ..errors import ProtocolError, RetireError
+from ..protocol import MAX_FRAME, BatchedSend, Message, decode, encode, ops_allowed
+from ..security import Auth, TLSConfig
+from .model import RETIRING
+from .pool import pool_snapshot
+from .retire import Retirement, plan_retirement
+from .state import SchedulerState
+
+log = logging.getLogger(__name__)
+
+WORKER_OPS = ops_allowed(
+    "register-worker", "task-finished", "task-erred", "add-keys", "missing-data",
+    "lost-keys", "heartbeat-worker", "worker-status", "memory-restart", "reschedule",
+)
+CLIENT_OPS = ops_allowed(
+    "register-client", "update-graph", "release-keys", "cancel-keys", "replicate",
+    "who-has", "info", "retire", "heartbeat-client",
+)
+
+
+class Scheduler:
+    """Runs a scheduler in the current event loop: ``await Scheduler(...).start()``."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8786,
+        auth: Auth | None = None,
+        tls: TLSConfig | None = None,
+        replication_factor: int = 1,
+        worker_timeout: float = 30.0,
+        client_grace: float = 10.0,
+        allowed_failures: int = 3,
+    ) -> None:
+        self.state = SchedulerState(replication_factor=replication_factor,
+                                    allowed_failures=allowed_failures)
+        self.host, self.port = host, port
+        self.auth = auth or Auth(None)
+        self.tls = tls or TLSConfig()
+        self.worker_timeout = worker_timeout
+        self.client_grace = client_grace
+        self.started = time.time()
+        self._worker_comms: dict[str, BatchedSend] = {}
+        self._worker_sockets: dict[str, web.WebSocketResponse] = {}
+        self._client_comms: dict[str, BatchedSend] = {}
+        self._client_expiry: dict[str, asyncio.TimerHandle] = {}
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.app = self._make_app()
+        self.address = ""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _make_app(self) -> web.Application:
+        app = web.Application(middlewares=[self.auth.middleware()], client_max_size=MAX_FRAME)
+        app.add_routes([
+            web.get("/health", self._health),
+            web.get("/ready", self._health),
+            web.get("/ws/worker", self._worker_ws),
+            web.get("/ws/client", self._client_ws),
+            web.get("/api/v1/pool", self._pool),
+            web.post("/api/v1/retire", self._retire),
+            web.post("/api/v1/events", self._report_event),
+            web.post("/api/v1/gather", self._gather),
+            web.post("/api/v1/scatter", self._scatter),
+        ])
+        from ..dashboard import setup_dashboard  # the dashboard is optional to the state
+
+        setup_dashboard(app, self.snapshot, self.auth)
+        return app
+
+    async def start(self) -> Scheduler:
+        self._session = aiohttp.ClientSession(
+            headers=self.auth.headers(),
+            connector=aiohttp.TCPConnector(ssl=self.tls.client_context() or False, limit=64),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+        )
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port,
+                           ssl_context=self.tls.server_context())
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        self.port = sockets[0].getsockname()[1] if sockets else self.port
+        scheme = "tls" if self.tls.enabled else "tcp"
+        self.address = str(Address(scheme, self.host, self.port))
+        self._tasks.append(asyncio.create_task(self._watch_workers()))
+        log.info("scheduler at %s", self.address)
+        return self
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for ws in list(self._worker_sockets.values()):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    async def __aenter__(self) -> Scheduler:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def http_address(self) -> str:
+        from ..addresses import parse_address
+
+        return parse_address(self.address).http
+
+    # ------------------------------------------------------------------ delivering
+
+    def flush(self) -> None:
+        """Send everything the state machine queued."""
+        to_workers, to_clients = self.state.drain()
+        for address, msgs in to_workers.items():
+            comm = self._worker_comms.get(address)
+            if comm is not None:
+                comm.send(*msgs)
+        for client_id, msgs in to_clients.items():
+            comm = self._client_comms.get(client_id)
+            if comm is not None:
+                comm.send(*msgs)
+
+    async def _watch_workers(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self.worker_timeout / 4))
+            for address in self.state.stale_workers(self.worker_timeout):
+                log.warning("worker %s missed its heartbeats; removing it", address)
+                self.state.remove_worker(address, reason="heartbeat timeout")
+                ws = self._worker_sockets.pop(address, None)
+                if ws is not None:
+                    await ws.close()
+            self.flush()
+
+    # ------------------------------------------------------------------ websockets
+
+    async def _open_ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=None)
+        await ws.prepare(request)
+        return ws
+
+    async def _frames(self, ws: web.WebSocketResponse, allowed: frozenset[str],
+                      peer: str) -> Any:
+        """Yield validated operations; close the socket with a reason on a bad frame."""
+        async for raw in ws:
+            if raw.type == aiohttp.WSMsgType.BINARY:
+                try:
+                    yield decode(raw.data, allowed)
+                except ProtocolError as exc:
+                    log.warning("closing connection from %s: %s", peer, exc)
+                    await ws.close(code=aiohttp.WSCloseCode.UNSUPPORTED_DATA,
+                                   message=str(exc)[:120].encode())
+                    return
+            elif raw.type == aiohttp.WSMsgType.TEXT:
+                log.warning("closing connection from %s: text frame", peer)
+                await ws.close(code=aiohttp.WSCloseCode.UNSUPPORTED_DATA,
+                               message=b"text frames are not accepted")
+                return
+            else:
+                return
+
+    async def _worker_ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = await self._open_ws(request)
+        peer = str(request.remote)
+        address: str | None = None
+        try:
+            async for ops in self._frames(ws, WORKER_OPS, peer):
+                for msg in ops:
+                    if address is None:
+                        if msg["op"] != "register-worker":
+                            raise ProtocolError("a worker must register first")
+                        address = self._register_worker(msg, ws)
+                    else:
+                        self._handle_worker(address, msg)
+                self.flush()
+        except ProtocolError as exc:
+            log.warning("closing worker connection from %s: %s", peer, exc)
+            await ws.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION)
+        finally:
+            if address is not None and self._worker_sockets.get(address) is ws:
+                comm = self._worker_comms.pop(address)
+                del self._worker_sockets[address]
+                await comm.close()
+                self.state.remove_worker(address)
+                self.flush()
+        return ws
+
+    def _register_worker(self, msg: Message, ws: web.WebSocketResponse) -> str:
+        address = msg["address"]
+        self.state.add_worker(
+            address, msg["name"], msg["nthreads"], host=msg["host"], node=msg["node"],
+            pid=msg["pid"], keys={str(k): int(v) for k, v in msg["keys"].items()},
+            memory=msg["memory"],
+        )
+        comm = BatchedSend(ws.send_bytes)
+        comm.start()
+        self._worker_comms[address] = comm
+        self._worker_sockets[address] = ws
+        comm.send({"op": "welcome", "client": "", "address": self.address})
+        return str(address)
+
+    def _handle_worker(self, address: str, msg: Message) -> None:
+        op = msg["op"]
+        st = self.state
+        if op == "task-finished":
+            st.task_finished(address, msg["key"], msg["nbytes"], msg["type"],
+                             float(msg.get("duration", 0.0)))
+        elif op == "heartbeat-worker":
+            st.worker_heartbeat(address, msg["memory"], msg["executing"], msg["ready"])
+        elif op == "task-erred":
+            st.task_erred(address, msg["key"], bytes(msg["exception"]), msg["traceback"],
+                          msg["text"])
+        elif op == "add-keys":
+            st.add_keys(address, {str(k): int(v) for k, v in msg["keys"].items()})
+        elif op == "lost-keys":
+            st.lost_keys(address, [str(k) for k in msg["keys"]])
+        elif op == "missing-data":
+            st.missing_data(address, msg["key"], msg["dep"], [str(msg["worker"])])
+        elif op == "worker-status":
+            st.worker_status(address, msg["status"])
+        elif op == "memory-restart":
+            st.memory_restart(address, msg["reason"])
+        elif op == "reschedule":
+            st.reschedule(address, msg["key"])
+        elif op == "register-worker":
+            raise ProtocolError("worker registered twice")
+
+    async def _client_ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = await self._open_ws(request)
+        peer = str(request.remote)
+        client_id: str | None = None
+        comm: BatchedSend | None = None
+        try:
+            async for ops in self._frames(ws, CLIENT_OPS, peer):
+                for msg in ops:
+                    if client_id is None:
+                        if msg["op"] != "register-client":
+                            raise ProtocolError("a client must register first")
+                        client_id = msg["client"] or uuid.uuid4().hex
+                        timer = self._client_expiry.pop(client_id, None)
+                        if timer is not None:
+                            timer.cancel()
+                        self.state.add_client(client_id)
+                        comm = BatchedSend(ws.send_bytes)
+                        comm.start()
+                        self._client_comms[client_id] = comm
+                        comm.send({"op": "welcome", "client": client_id,
+                                   "address": self.address})
+                    else:
+                        reply = await self._handle_client(client_id, msg)
+                        if reply is not None and comm is not None:
+                            comm.send(reply)
+                self.flush()
+        except ProtocolError as exc:
+            log.warning("closing client connection from %s: %s", peer, exc)
+            await ws.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION)
+        finally:
+            if client_id is not None and comm is not None:
+                if self._client_comms.get(client_id) is comm:
+                    del self._client_comms[client_id]
+                await comm.close()
+                self._expire_client_later(client_id)
+        return ws
+
+    def _expire_client_later(self, client_id: str) -> None:
+        """Release a vanished client's futures unless it reconnects within the grace period."""
+        cs = self.state.clients.get(client_id)
+        if cs is not None:
+            cs.connected = False
+
+        def expire() -> None:
+            self._client_expiry.pop(client_id, None)
+            if client_id not in self._client_comms:
+                self.state.remove_client(client_id)
+                self.flush()
+
+        loop = asyncio.get_running_loop()
+        self._client_expiry[client_id] = loop.call_later(self.client_grace, expire)
+
+    async def _handle_client(self, client_id: str, msg: Message) -> Message | None:
+        op = msg["op"]
+        st = self.state
+        if op == "update-graph":
+            st.update_graph(client_id, msg["tasks"], [str(k) for k in msg["wants"]])
+        elif op == "release-keys":
+            st.release_keys(client_id, [str(k) for k in msg["keys"]])
+        elif op == "cancel-keys":
+            st.cancel_keys(client_id, [str(k) for k in msg["keys"]])
+        elif op == "replicate":
+            st.replicate([str(k) for k in msg["keys"]], msg["n"])
+        elif op == "who-has":
+            return {"op": "reply", "id": msg["id"], "result": st.who_has(msg["keys"])}
+        elif op == "info":
+            return {"op": "reply", "id": msg["id"], "result": self.snapshot()}
+        elif op == "retire":
+            names = [str(n) for n in msg["names"]] or None
+            n = msg["n"] if names is None else None
+            try:
+                result: Any = await self.retire(names=names, n=n)
+            except RetireError as exc:
+                result = {"error": str(exc)}
+            return {"op": "reply", "id": msg["id"], "result": result}
+        return None
+
+    # ------------------------------------------------------------------ HTTP API
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    def snapshot(self) -> dict[str, Any]:
+        return pool_snapshot(self)
+
+    async def _pool(self, request: web.Request) -> web.Response:
+        return web.json_response(self.snapshot())
+
+    async def retire(self, *, names: list[str] | None = None, n: int | None = None,
+                     timeout: float = 300.0) -> dict[str, Any]:
+        """Retire workers gracefully; raises RetireError if their data has nowhere to go."""
+        done = asyncio.get_running_loop().create_future()
+        retirement = plan_retirement(self.state, names=names, n=n)
+        retirement.on_done = lambda r: done.done() or done.set_result(r)
+        self.flush()
+        if not retirement.finished:
+            try:
+                await asyncio.wait_for(done, timeout)
+            except TimeoutError:
+                for ws in retirement.workers:
+                    if ws.status == RETIRING and ws.address in self.state.workers:
+                        ws.status = "running"
+                raise RetireError(f"retirement did not finish within {timeout} s") from None
+        return retirement.describe()
+
+    async def _retire(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "body must be JSON"}, status=400)
+        names, n = body.get("names") if isinstance(body, dict) else None, None
+        if isinstance(body, dict) and "n" in body:
+            n = body["n"]
+        if names is not None and (not isinstance(names, list)
+                                  or not all(isinstance(x, str) for x in names)):
+            return web.json_response({"error": "names must be a list of strings"}, status=400)
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
+            return web.json_response({"error": "n must be a non-negative integer"}, status=400)
+        if (names is None) == (n is None):
+            return web.json_response({"error": "give exactly one of names or n"}, status=400)
+        try:
+            result = await self.retire(names=names, n=n)
+        except RetireError as exc:
+            return web.json_response({"error": str(exc)}, status=409)
+        return web.json_response(result)
+
+    async def _report_event(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            kind, worker = str(body["kind"]), str(body.get("worker", ""))
+            message = str(body.get("message", ""))
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": "expected {kind, worker, message}"}, status=400)
+        self.state.log_event(kind, worker, message)
+        return web.json_response({"ok": True})
+
+    # ------------------------------------------------------------------ data proxy
+
+    async def fetch_from_workers(
+        self, keys: list[str]
+    ) -> tuple[dict[str, list[memoryview]], list[str], dict[str, str]]:
+        """Fetch keys from their holders, batched per worker, trying other holders on failure."""
+        assert self._session is not None
+        items: dict[str, list[memoryview]] = {}
+        errors: dict[str, str] = {}
+        pending = set(keys)
+        tried: dict[str, set[str]] = {k: set() for k in keys}
+        while pending:
+            plan: dict[str, list[str]] = {}
+            for key in list(pending):
+                ts = self.state.tasks.get(key)
+                holders = [w for w in (ts.who_has if ts else ()) if w.address not in tried[key]]
+                if not holders:
+                    pending.discard(key)
+                    continue
+                holder = min(holders, key=lambda w: (w.status == RETIRING, w.executing))
+                tried[key].add(holder.address)
+                plan.setdefault(holder.address, []).append(key)
+            if not plan:
+                break
+            results = await asyncio.gather(*(
+                self._fetch_batch(address, batch) for address, batch in plan.items()))
+            for got, _missing, errs in results:
+                items.update(got)
+                errors.update(errs)
+                pending -= got.keys() | errs.keys()
+        missing = [k for k in keys if k not in items and k not in errors]
+        return items, missing, errors
+
+    async def _fetch_batch(self, address: str, keys: list[str]) -> tuple[
+            dict[str, list[memoryview]], list[str], dict[str, str]]:
+        assert self._session is not None
+        from ..addresses import parse_address
+
+        url = parse_address(address).http + "/data"
+        try:
+            async with self._session.post(url, data=msgpack.packb({"keys": keys})) as resp:
+                if resp.status != 200:
+                    return {}, keys, {}
+                payload = await resp.read()
+            return serialize.unpack_bundle(payload)
+        except (aiohttp.ClientError, OSError, ProtocolError) as exc:
+            log.warning("could not fetch %d keys from %s: %s", len(keys), address, exc)
+            return {}, keys, {}
+
+    async def _gather(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = msgpack.unpackb(await request.read())
+            keys = [str(k) for k in body["keys"]]
+        except Exception:  # noqa: BLE001 - any malformed body is the client's error
+            return web.json_response({"error": "body must be msgpack {keys: [...]}"}, status=400)
+        items, missing, errors = await self.fetch_from_workers(keys)
+        buffers = serialize.pack_bundle(items, missing=missing, errors=errors)
+        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        resp.content_length = sum(memoryview(b).nbytes for b in buffers)
+        await resp.prepare(request)
+        for buf in buffers:
+            await resp.write(bytes(buf) if isinstance(buf, memoryview) else buf)
+        await resp.write_eof()
+        return resp
+
+    async def _scatter(self, request: web.Request) -> web.Response:
+        client_id = request.query.get("client", "")
+        try:
+            items, _, _ = serialize.unpack_bundle(await request.read())
+        except ProtocolError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        workers = [w for w in self.state.workers.values() if w.status == "running"]
+        if not workers:
+            return web.json_response({"error": "no running workers"}, status=503)
+        assert self._session is not None
+        from ..addresses import parse_address
+
+        placed: dict[str, dict[str, Any]] = {}
+        plan: dict[str, dict[str, list[memoryview]]] = {}
+        ordered = sorted(workers, key=lambda w: (w.memory_fraction(), w.nbytes))
+        for i, (key, frames) in enumerate(items.items()):
+            plan.setdefault(ordered[i % len(ordered)].address, {})[key] = frames
+        for address, batch in plan.items():
+            body = b"".join(bytes(b) for b in serialize.pack_bundle(batch))
+            try:
+                async with self._session.put(parse_address(address).http + "/data",
+                                             data=body) as resp:
+                    resp.raise_for_status()
+                    stored = await resp.json()
+            except (aiohttp.ClientError, OSError) as exc:
+                return web.json_response({"error": f"worker {address}: {exc}"}, status=502)
+            for key, info in stored.items():
+                placed[key] = {**info, "workers": [address]}
+        self.state.add_scattered(client_id, placed)
+        self.flush()
+        return web.json_response({k: {"nbytes": v["nbytes"], "type": v["type"]}
+                                  for k, v in placed.items()})
+
+
+def encode_ops(*msgs: Message) -> bytes:
+    return encode(list(msgs))
