@@ -37,7 +37,7 @@ class QuantityError(ValueError):
     """A string is not a quantity this field accepts."""
 
 
-def parse_quantity(value: str | int | float) -> Fraction:
+def parse_quantity(value: str | float) -> Fraction:
     """The exact value of a quantity (``"1.5Gi"`` -> 1610612736, ``"500m"`` -> 1/2)."""
     if isinstance(value, bool):
         raise QuantityError(f"not a quantity: {value!r}")
@@ -58,7 +58,7 @@ def parse_quantity(value: str | int | float) -> Fraction:
     return Fraction(number) * _SUFFIXES[suffix]
 
 
-def parse_bytes(value: str | int | float) -> int:
+def parse_bytes(value: str | float) -> int:
     """A memory or storage quantity as whole bytes (rounded up, as the kubelet does)."""
     return math.ceil(parse_quantity(value))
 

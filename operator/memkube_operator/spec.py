@@ -10,6 +10,7 @@ Not covered: building objects (:mod:`builders`) and translating sizes (:mod:`tra
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -190,7 +191,7 @@ def _thresholds(values: Mapping[str, Any], path: str) -> Thresholds:
             raise SpecError(f"{path}.{key}", f"{value!r} must be a fraction in (0, 1] or null")
         fractions[key] = float(value)
     enabled = [(key, value) for key, value in fractions.items() if value is not None]
-    for (low_key, low), (high_key, high) in zip(enabled, enabled[1:], strict=False):
+    for (low_key, low), (high_key, high) in itertools.pairwise(enabled):
         if low > high:
             raise SpecError(
                 f"{path}.{high_key}",

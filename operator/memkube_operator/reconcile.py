@@ -1,0 +1,354 @@
+"""One reconcile pass for one WorkerPool: read, plan, act, write status.
+
+The pass always starts from what the API server says now (a fresh GET of the pool and a
+label-selected list of its pods), so a restarted operator or a pod deleted by hand simply
+shows up as a difference. Children are created only when absent; worker pods are deleted
+only when finished, never started, retired by the scheduler, or (opt-in) after the force
+timeout. Passes for the same pool are serialized by a lock; pod events coalesce into at
+most one pending pass per pool.
+
+Errors: an invalid spec raises :class:`kopf.PermanentError` after writing a condition and
+an Event; API conflicts/throttling and an unreachable scheduler during scale-down raise
+:class:`kopf.TemporaryError` with the configured backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from memkube.errors import CommError, MemkubeError, RetireError
+
+from . import naming
+from .builders import (
+    build_scheduler_pod,
+    build_scheduler_service,
+    build_token_secret,
+    build_worker_pod,
+)
+from .builders.worker import worker_resources
+from .kube import ApiError, KubeApi, core_path, pool_path
+from .observe import PodView, pod_view
+from .plan import Plan, plan
+from .scheduler_api import EventReport, SchedulerClient
+from .settings import SCHEDULER_PORT, OperatorConfig
+from .spec import PoolSpec, SpecError, parse_pool
+from .status import Observation, derive_status, invalid_status
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _stamp(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Reconciler:
+    """Converges WorkerPools; shared by every kopf handler of one operator."""
+
+    def __init__(self, api: KubeApi, config: OperatorConfig) -> None:
+        self.api = api
+        self.config = config
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._pending: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.passes = 0
+
+    def poke(self, namespace: str, name: str) -> None:
+        """Schedule a pass soon (for pod events); coalesces with one already waiting."""
+        key = (namespace, name)
+        if key in self._pending:
+            return
+        task = asyncio.create_task(self._poked(namespace, name))
+        self._pending[key] = task
+
+    async def _poked(self, namespace: str, name: str) -> None:
+        lock = self._locks.setdefault((namespace, name), asyncio.Lock())
+        async with lock:
+            # From here on, a new event needs a new pass: this one may have read too early.
+            self._pending.pop((namespace, name), None)
+            try:
+                await self._pass(namespace, name)
+            except (kopf.TemporaryError, kopf.PermanentError, ApiError, MemkubeError) as exc:
+                log.info("pass for %s/%s after a pod event: %s", namespace, name, exc)
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        """One serialized pass (for kopf handlers: errors propagate for kopf's retries)."""
+        lock = self._locks.setdefault((namespace, name), asyncio.Lock())
+        async with lock:
+            await self._pass(namespace, name)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop per-pool state once the WorkerPool is gone."""
+        self._locks.pop((namespace, name), None)
+
+    async def _pass(self, namespace: str, name: str) -> None:
+        self.passes += 1
+        body = await self.api.get(pool_path(namespace, name))
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return  # deleted: garbage collection removes the children
+        try:
+            await self._converge(body)
+        except SpecError as exc:
+            await self._reject(body, exc)
+            raise kopf.PermanentError(str(exc)) from exc
+        except ApiError as exc:
+            if exc.retryable:
+                raise kopf.TemporaryError(str(exc), delay=self.config.reconciling.retry_delay)
+            raise kopf.PermanentError(str(exc)) from exc
+
+    async def _reject(self, body: Mapping[str, Any], error: SpecError) -> None:
+        meta, status = body["metadata"], body.get("status") or {}
+        generation = int(meta.get("generation", 0) or 0)
+        already = (
+            status.get("observedGeneration") == generation and status.get("phase") == "Invalid"
+        )
+        patch = invalid_status(
+            error.field, error.message, status, generation=generation, now=_stamp(_now())
+        )
+        await self.api.merge_patch(
+            pool_path(meta["namespace"], meta["name"], subresource="status"), {"status": patch}
+        )
+        if not already:
+            await self.api.post_event(body, reason="InvalidSpec", message=str(error), warning=True)
+
+    async def _converge(self, body: Mapping[str, Any]) -> None:
+        pool = parse_pool(body)
+        # Build everything before creating anything: a spec that cannot be built must not
+        # leave a half-built pool behind.
+        desired_worker = build_worker_pod(pool, self.config.pods)
+        scheduler_pod = build_scheduler_pod(pool, self.config.pods)
+        token = await self._ensure_token(pool)
+        scheduler_ready = await self._ensure_scheduler(pool, scheduler_pod)
+        await self._ensure_created(
+            core_path(pool.namespace, "services", naming.scheduler_name(pool.name)),
+            build_scheduler_service(pool),
+        )
+        pods = await self._worker_pods(pool)
+        desired_hash = desired_worker["metadata"].get("annotations", {})[
+            naming.SPEC_HASH_ANNOTATION
+        ]
+        step = plan(
+            pool.replicas,
+            desired_hash,
+            [pod_view(p) for p in pods],
+            max_creates=self.config.reconciling.max_creates_per_pass,
+        )
+        client = SchedulerClient(
+            self.config.scheduler.url(
+                pool.namespace, naming.scheduler_name(pool.name), SCHEDULER_PORT
+            ),
+            token,
+            self.config.scheduler,
+        )
+        scheduler_error = await self._act(body, pool, step, pods, client, scheduler_ready)
+        await self._write_status(
+            body, pool, step, desired_hash, client, scheduler_ready, scheduler_error
+        )
+        if scheduler_error and step.retires:
+            raise kopf.TemporaryError(
+                f"scale-down waits: {scheduler_error}", delay=self.config.reconciling.retry_delay
+            )
+
+    async def _ensure_created(self, path: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        existing = await self.api.get(path)
+        if existing is not None:
+            return existing
+        collection = path.rsplit("/", 1)[0]
+        try:
+            return await self.api.create(collection, manifest)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            # Created between our GET and POST (another pass or a restarted operator).
+            found = await self.api.get(path)
+            if found is None:
+                raise
+            return found
+
+    async def _ensure_token(self, pool: PoolSpec) -> str:
+        path = core_path(pool.namespace, "secrets", naming.secret_name(pool.name))
+        secret = await self._ensure_created(
+            path, build_token_secret(pool, secrets.token_urlsafe(32))
+        )
+        encoded = (secret.get("data") or {}).get("token")
+        if encoded is None:
+            raise SpecError(
+                "metadata.name", f"Secret {naming.secret_name(pool.name)} exists without a token"
+            )
+        return base64.b64decode(encoded).decode()
+
+    async def _ensure_scheduler(self, pool: PoolSpec, manifest: Mapping[str, Any]) -> bool:
+        path = core_path(pool.namespace, "pods", naming.scheduler_name(pool.name))
+        pod = await self._ensure_created(path, manifest)
+        view = pod_view(pod)
+        if view.finished and not view.deleting:
+            # An evicted scheduler never comes back by itself; the next pass recreates it.
+            await self.api.delete(path, uid=pod["metadata"].get("uid"))
+            return False
+        return view.ready and not view.deleting
+
+    async def _worker_pods(self, pool: PoolSpec) -> list[dict[str, Any]]:
+        pods = await self.api.list(
+            core_path(pool.namespace, "pods"), naming.selector(pool.name, naming.WORKER)
+        )
+        # Only pods this WorkerPool controls (a same-named earlier pool's pods are not ours).
+        return [
+            p
+            for p in pods
+            if any(ref.get("uid") == pool.uid for ref in p["metadata"].get("ownerReferences", []))
+        ]
+
+    async def _act(
+        self,
+        body: Mapping[str, Any],
+        pool: PoolSpec,
+        step: Plan,
+        pods: list[dict[str, Any]],
+        client: SchedulerClient,
+        scheduler_ready: bool,
+    ) -> str | None:
+        """Carry out the plan; the reason scale-down waits, if it does."""
+        uids = {p["metadata"]["name"]: p["metadata"].get("uid") for p in pods}
+        for name in step.delete_now:
+            await self.api.delete(core_path(pool.namespace, "pods", name), uid=uids.get(name))
+        for _ in range(step.create_workers):
+            await self.api.create(
+                core_path(pool.namespace, "pods"), build_worker_pod(pool, self.config.pods)
+            )
+        if not step.retires:
+            return None
+        try:
+            if not scheduler_ready:
+                raise CommError("the scheduler pod is not ready")
+            retired = await client.retire(names=step.retire_names, n=step.retire_count)
+        except (CommError, RetireError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if self._force_due(body, pool):
+                await self._force_delete(body, pool, step, pods)
+                return None
+            return reason
+        for name in retired:
+            if name not in uids:
+                log.warning("scheduler retired %s, which is not a pod of %s", name, pool.name)
+                continue
+            await self.api.delete(core_path(pool.namespace, "pods", name), uid=uids[name])
+            await self.api.post_event(body, reason="Retired", message=f"retired worker {name}")
+        return None
+
+    def _force_due(self, body: Mapping[str, Any], pool: PoolSpec) -> bool:
+        force_after = pool.force_after_seconds
+        if force_after is None:
+            force_after_f = self.config.reconciling.force_scale_down_after
+        else:
+            force_after_f = float(force_after)
+        waiting = ((body.get("status") or {}).get("scaleDown") or {}).get("waitingSince")
+        if force_after_f is None or waiting is None:
+            return False
+        since = datetime.datetime.fromisoformat(str(waiting))
+        return (_now() - since).total_seconds() >= force_after_f
+
+    async def _force_delete(
+        self, body: Mapping[str, Any], pool: PoolSpec, step: Plan, pods: list[dict[str, Any]]
+    ) -> None:
+        views = sorted((pod_view(p) for p in pods), key=lambda v: v.created, reverse=True)
+        chosen = list(step.retire_names)
+        chosen += [v.name for v in views if v.name not in chosen][: step.retire_count]
+        for name in chosen:
+            await self.api.delete(core_path(pool.namespace, "pods", name))
+        await self.api.post_event(
+            body,
+            reason="ForcedScaleDown",
+            message=f"scheduler unreachable past the force timeout; deleted {', '.join(chosen)}",
+            warning=True,
+        )
+
+    async def _write_status(
+        self,
+        body: Mapping[str, Any],
+        pool: PoolSpec,
+        step: Plan,
+        desired_hash: str,
+        client: SchedulerClient,
+        scheduler_ready: bool,
+        scheduler_error: str | None,
+    ) -> None:
+        previous = body.get("status") or {}
+        pods = [pod_view(p) for p in await self._worker_pods(pool)]
+        snapshot: dict[str, Any] | None = None
+        if scheduler_ready:
+            try:
+                snapshot = await client.pool()
+            except MemkubeError as exc:
+                log.info("no pool snapshot for %s: %s", pool.name, exc)
+        oom_total, recorded, new_ooms = _count_ooms(pods, previous)
+        for name in new_ooms:
+            await self._report_oom(body, client, name, scheduler_ready)
+        obs = Observation(
+            pool=pool.name,
+            namespace=pool.namespace,
+            generation=pool.generation,
+            replicas=pool.replicas,
+            desired_hash=desired_hash,
+            workers=pods,
+            scheduler_ready=scheduler_ready,
+            snapshot=snapshot,
+            scheduler_error=scheduler_error,
+            plan=step,
+            oom_kills=oom_total,
+            new_ooms=new_ooms,
+        )
+        now = _now()
+        status: dict[str, Any] = dict(
+            derive_status(
+                obs, worker_resources(pool, self.config.pods).derived(), previous, now=_stamp(now)
+            )
+        )
+        old_recorded = previous.get("oomRecorded") or {}
+        status["oomRecorded"] = {**{k: None for k in old_recorded}, **recorded}
+        if scheduler_error and step.retires:
+            since = (previous.get("scaleDown") or {}).get("waitingSince") or _stamp(now)
+            status["scaleDown"] = {"waitingSince": since, "message": scheduler_error}
+        else:
+            status["scaleDown"] = None
+        await self.api.merge_patch(
+            pool_path(pool.namespace, pool.name, subresource="status"), {"status": status}
+        )
+
+    async def _report_oom(
+        self, body: Mapping[str, Any], client: SchedulerClient, pod: str, reachable: bool
+    ) -> None:
+        message = f"worker pod {pod} was OOM-killed by the kernel"
+        await self.api.post_event(body, reason="OOMKilled", message=message, warning=True)
+        if not reachable:
+            return
+        try:
+            await client.report(EventReport(kind="oom-kill", worker=pod, message=message))
+        except MemkubeError as exc:
+            log.info("could not report the OOM kill of %s to the scheduler: %s", pod, exc)
+
+
+def _count_ooms(
+    pods: list[PodView], previous: Mapping[str, Any]
+) -> tuple[int, dict[str, int], list[str]]:
+    """OOM kills not yet counted: a pod whose last termination was an OOM kill and whose
+    restart count moved past the one recorded for it."""
+    recorded: Mapping[str, int] = previous.get("oomRecorded") or {}
+    total = int(previous.get("oomKills", 0) or 0)
+    now: dict[str, int] = {}
+    new: list[str] = []
+    for pod in pods:
+        seen = int(recorded.get(pod.name, 0))
+        if pod.last_oom and pod.restart_count > seen:
+            new.append(pod.name)
+            total += 1
+        now[pod.name] = max(seen, pod.restart_count) if pod.last_oom else seen
+    return total, {k: v for k, v in now.items() if v}, new
