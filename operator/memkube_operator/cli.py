@@ -73,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .handlers import build_registry  # kopf is imported only when running
-
     import kopf
+
+    from .handlers import build_registry  # kopf is imported only when running
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -91,8 +91,10 @@ def test_memory_spill_counts_against_the_pod() -> None:
 
 
 def test_persistent_volume_spill_is_a_generic_ephemeral_volume() -> None:
-    pool = _pool("PersistentVolume", spill={"medium": "PersistentVolume", "size": "50Gi",
-                                            "storageClassName": "fast-ssd"})
+    pool = _pool(
+        "PersistentVolume",
+        spill={"medium": "PersistentVolume", "size": "50Gi", "storageClassName": "fast-ssd"},
+    )
     pod = build_worker_pod(pool, PodDefaults())
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     claim = volumes["spill"]["ephemeral"]["volumeClaimTemplate"]["spec"]
@@ -148,21 +150,32 @@ def test_the_token_is_never_inline() -> None:
 
 def test_spec_hash_moves_only_with_what_changes_the_pod() -> None:
     def digest(pool: Any, defaults: PodDefaults = PodDefaults()) -> str:
-        return build_worker_pod(pool, defaults)["metadata"]["annotations"][naming.SPEC_HASH_ANNOTATION]
+        return build_worker_pod(pool, defaults)["metadata"]["annotations"][
+            naming.SPEC_HASH_ANNOTATION
+        ]
 
     base = digest(_pool())
-    assert digest(parse_pool(pool_body(replicas=7, worker={"memoryLimit": "4Gi", "spill": {"size": "20Gi"}}))) == base
+    assert (
+        digest(
+            parse_pool(
+                pool_body(replicas=7, worker={"memoryLimit": "4Gi", "spill": {"size": "20Gi"}})
+            )
+        )
+        == base
+    )
     assert digest(_pool(memoryLimit="5Gi")) != base
     assert digest(_pool(), PodDefaults(image="other:1")) != base
 
 
 def test_pod_template_places_pods_without_overriding_operator_labels() -> None:
-    body = pool_body(podTemplate={
-        "labels": {naming.POOL_LABEL: "hijack", "team": "a"},
-        "nodeSelector": {"disk": "ssd"},
-        "tolerations": [{"key": "k", "operator": "Exists"}],
-        "priorityClassName": "high",
-    })
+    body = pool_body(
+        podTemplate={
+            "labels": {naming.POOL_LABEL: "hijack", "team": "a"},
+            "nodeSelector": {"disk": "ssd"},
+            "tolerations": [{"key": "k", "operator": "Exists"}],
+            "priorityClassName": "high",
+        }
+    )
     pod = build_worker_pod(parse_pool(body), PodDefaults())
     assert pod["metadata"]["labels"][naming.POOL_LABEL] == "demo"
     assert pod["metadata"]["labels"]["team"] == "a"

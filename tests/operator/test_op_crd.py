@@ -88,7 +88,10 @@ def test_defaults_fill_nested_objects() -> None:
     assert spec["replicas"] == 2
     assert spec["worker"]["memoryLimit"] == "2Gi"
     assert spec["worker"]["thresholds"] == {
-        "target": 0.6, "spill": 0.7, "pause": 0.8, "terminate": 0.95
+        "target": 0.6,
+        "spill": 0.7,
+        "pause": 0.8,
+        "terminate": 0.95,
     }
     assert spec["worker"]["spill"]["medium"] == "Disk"
     assert spec["replication"]["factor"] == 1
@@ -115,7 +118,9 @@ def test_example_passes_the_schema(example: dict[str, Any]) -> None:
         (("spec", "replication", "factor"), 0),
     ],
 )
-def test_schema_refuses_bad_values(example: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+def test_schema_refuses_bad_values(
+    example: dict[str, Any], path: tuple[str, ...], value: Any
+) -> None:
     body = apply_defaults(example)
     node = body
     for key in path[:-1]:

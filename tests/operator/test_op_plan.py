@@ -8,11 +8,25 @@ from memkube_operator.plan import plan
 NEW, OLD = "new", "old"
 
 
-def pod(name: str, *, ready: bool = True, started: bool | None = None, hash_: str = NEW,
-        phase: str = "Running", deleting: bool = False, created: str | None = None) -> PodView:
+def pod(
+    name: str,
+    *,
+    ready: bool = True,
+    started: bool | None = None,
+    hash_: str = NEW,
+    phase: str = "Running",
+    deleting: bool = False,
+    created: str | None = None,
+) -> PodView:
     return PodView(
-        name=name, phase=phase, ready=ready, started=ready if started is None else started,
-        deleting=deleting, spec_hash=hash_, created=created or name, restart_count=0,
+        name=name,
+        phase=phase,
+        ready=ready,
+        started=ready if started is None else started,
+        deleting=deleting,
+        spec_hash=hash_,
+        created=created or name,
+        restart_count=0,
         last_oom=False,
     )
 
@@ -82,17 +96,29 @@ def test_roll_does_not_start_while_pods_are_unready() -> None:
 
 def test_pod_view_reads_readiness_oom_and_hash() -> None:
     manifest = {
-        "metadata": {"name": "w", "annotations": {"memkube.dev/spec-hash": "h"},
-                     "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "metadata": {
+            "name": "w",
+            "annotations": {"memkube.dev/spec-hash": "h"},
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        },
         "status": {
             "phase": "Running",
             "conditions": [{"type": "Ready", "status": "True"}],
-            "containerStatuses": [{"restartCount": 2, "state": {"running": {}},
-                                   "lastState": {"terminated": {"reason": "OOMKilled"}}}],
+            "containerStatuses": [
+                {
+                    "restartCount": 2,
+                    "state": {"running": {}},
+                    "lastState": {"terminated": {"reason": "OOMKilled"}},
+                }
+            ],
         },
     }
     view = pod_view(manifest)
     assert (view.ready, view.started, view.spec_hash, view.restart_count, view.last_oom) == (
-        True, True, "h", 2, True
+        True,
+        True,
+        "h",
+        2,
+        True,
     )
     assert pod_view({"metadata": {"name": "fresh"}}).started is False

@@ -45,7 +45,8 @@ def test_garbage_is_refused(bad: object) -> None:
 
 
 @pytest.mark.parametrize(
-    ("nbytes", "text"), [(2**30, "1Gi"), (9 * 2**30, "9Gi"), (4608 * 2**20, "4608Mi"), (1000, "1000")]
+    ("nbytes", "text"),
+    [(2**30, "1Gi"), (9 * 2**30, "9Gi"), (4608 * 2**20, "4608Mi"), (1000, "1000")],
 )
 def test_format_bytes_is_exact_and_short(nbytes: int, text: str) -> None:
     assert format_bytes(nbytes) == text

@@ -27,13 +27,19 @@ def test_render_prints_every_child_of_the_example() -> None:
     for obj in objects:
         validate(obj, "1.28.0", strict=True)
         validate(obj, "1.33.0", strict=True)
-    assert out.getvalue().startswith("# WorkerPool etl: memoryLimit=8Gi, memoryOverhead=1Gi, podMemory=9Gi")
-    assert {c["image"] for o in objects if o["kind"] == "Pod" for c in o["spec"]["containers"]} == {"img:1"}
+    assert out.getvalue().startswith(
+        "# WorkerPool etl: memoryLimit=8Gi, memoryOverhead=1Gi, podMemory=9Gi"
+    )
+    assert {c["image"] for o in objects if o["kind"] == "Pod" for c in o["spec"]["containers"]} == {
+        "img:1"
+    }
 
 
 def test_render_applies_crd_defaults(tmp_path: Path) -> None:
     minimal = tmp_path / "wp.yaml"
-    minimal.write_text("apiVersion: memkube.dev/v1alpha1\nkind: WorkerPool\nmetadata: {name: tiny}\n")
+    minimal.write_text(
+        "apiVersion: memkube.dev/v1alpha1\nkind: WorkerPool\nmetadata: {name: tiny}\n"
+    )
     out, err = io.StringIO(), io.StringIO()
     assert render_file(str(minimal), "team", "img:1", out, err) == 0
     objects = list(yaml.safe_load_all(out.getvalue().split("\n", 1)[1]))
@@ -64,7 +70,10 @@ def test_crd_subcommand_prints_the_crd(capsys: pytest.CaptureFixture[str]) -> No
 def test_render_runs_as_a_process() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "memkube_operator.cli", "render", "-f", str(EXAMPLE)],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
         env={"PYTHONPATH": f"{ROOT / 'worker_image'}:{ROOT / 'operator'}", "PATH": "/usr/bin:/bin"},
     )
     assert result.stdout.count("kind: Pod") == 5

@@ -40,7 +40,10 @@ def test_example_parses(example: dict[str, Any]) -> None:
         (pool_body(worker={"spill": {"size": "1Ki"}}), "spec.worker.spill.size"),
         (pool_body(worker={"cpu": "1m"}), "spec.worker.cpu"),
         (pool_body(replicas=1, replication={"factor": 2}), "spec.replication.factor"),
-        (pool_body(worker={"env": [{"name": "MEMKUBE_TOKEN", "value": "x"}]}), "spec.worker.env[0].name"),
+        (
+            pool_body(worker={"env": [{"name": "MEMKUBE_TOKEN", "value": "x"}]}),
+            "spec.worker.env[0].name",
+        ),
         (pool_body(replicas="3"), "spec.replicas"),
     ],
 )
