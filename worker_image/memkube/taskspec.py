@@ -105,8 +105,8 @@ def execute(run_spec: bytes, values: Mapping[str, Any]) -> Any:
         _, func_bytes, args, kwargs = spec
         return _load_func(func_bytes)(*fill_refs(args, values), **fill_refs(kwargs, values))
     if kind == "dask":
-        node = spec[1]
-        return node(dict(values))
+        node, keymap = spec[1], spec[2]
+        return node({keymap[k]: v for k, v in values.items() if k in keymap})
     if kind == "tuple":
         return _run_tuple(spec[1], values)
     raise ValueError(f"unknown task kind {kind!r}")

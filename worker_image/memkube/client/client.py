@@ -447,6 +447,23 @@ class Client:
 
         return persist(self, collection, keys)
 
+    def get(self, graph: Any, keys: Any, **kwargs: Any) -> Any:
+        """Compute ``keys`` of a ``{key: task}`` graph; usable as ``dask.compute(...,
+        scheduler=client.get)``. ``order="breadth"`` switches off memory-aware ordering."""
+        from .graphs import get
+
+        return get(self, graph, keys, **kwargs)
+
+    def compute(self, graph: Any, keys: Any = None) -> Any:
+        """Submit a graph (or Dask collection) and return futures for ``keys`` (its outputs)."""
+        from .graphs import persist
+
+        futures = persist(self, graph, keys)
+        if isinstance(futures, dict):
+            for fut in futures.values():
+                self._persisted.pop(fut.key, None)
+        return futures
+
     def _pin(self, futures: Iterable[Future]) -> None:
         for fut in futures:
             self._persisted[fut.key] = fut

@@ -119,7 +119,8 @@ class SchedulerState:
         reused (pure calls deduplicate).
         """
         self.add_client(client_id)
-        for spec in tasks:
+        created = []
+        for spec in tasks:  # create all first: dependencies may come later in the list
             key = spec["key"]
             ts = self.tasks.get(key)
             if ts is None:
@@ -127,11 +128,12 @@ class SchedulerState:
                 self.tasks[key] = ts
             elif ts.run_spec is None and spec.get("run_spec") is not None and not ts.who_has:
                 ts.run_spec = spec["run_spec"]
-            for dep_key in spec.get("deps") or ():
+            created.append((ts, spec.get("deps") or ()))
+        for ts, dep_keys in created:
+            for dep_key in dep_keys:
                 dep = self.tasks.get(dep_key)
                 if dep is None:
-                    # A dependency the client no longer knows: only possible if it was
-                    # released before this message was sent.
+                    # Only possible if the client released it before sending this graph.
                     dep = TaskState(dep_key, None)
                     self.tasks[dep_key] = dep
                     self._fail(dep, DataLostError(f"dependency {dep_key!r} was released"))
