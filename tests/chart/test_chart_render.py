@@ -197,7 +197,13 @@ def test_namespaced_mode_grants_only_the_watched_namespaces(
     rendered: dict[str, Any], case: str, namespaces: list[str]
 ) -> None:
     objects = rendered[case]
-    assert by_kind(objects, "ClusterRole") == [] and by_kind(objects, "ClusterRoleBinding") == []
+    # Cluster-wide, only what kopf observes: read-only, and nothing inside any namespace.
+    (observer,) = by_kind(objects, "ClusterRole")
+    assert observer["metadata"]["name"] == "mk-memkube-observer"
+    assert {r["resources"][0] for r in observer["rules"]} == {"customresourcedefinitions", "namespaces"}
+    assert all(r["verbs"] == ["list", "watch"] for r in observer["rules"])
+    (cluster_binding,) = by_kind(objects, "ClusterRoleBinding")
+    assert cluster_binding["roleRef"]["name"] == "mk-memkube-observer"
     assert sorted(r["metadata"]["namespace"] for r in by_kind(objects, "Role")) == namespaces
     assert sorted(b["metadata"]["namespace"] for b in by_kind(objects, "RoleBinding")) == namespaces
     args = _operator(objects)["args"]

@@ -25,3 +25,19 @@ Shared by the ClusterRole (all namespaces) and the per-namespace Roles.
   resources: [events]
   verbs: [create]
 {{- end }}
+
+{{/*
+Cluster-scoped reads kopf itself makes: it watches CRDs to notice its resource appear or
+go, and, when given a namespace list, watches namespaces to notice them appear or go.
+Read-only; names and schemas only, no contents of any namespace.
+*/}}
+{{- define "memkube.observerRules" -}}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- if not .Values.watch.allNamespaces }}
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end }}
+{{- end }}
