@@ -120,7 +120,7 @@ class SpillBuffer(MutableMapping[str, Any]):
             self._lru[key] = weight
             self._fast_bytes += weight
         if old is not None:
-            self.slow.discard(old)
+            self._discard(old)
         if self.target is not None:
             if weight > self.target:
                 self.evict(key)
@@ -171,7 +171,7 @@ class SpillBuffer(MutableMapping[str, Any]):
                 self._fast_bytes += weight
                 moved = True
         if moved:
-            self.slow.discard(blob)
+            self._discard(blob)
             if self.target is not None:
                 self.spill_to(self.target)
         return value
@@ -181,10 +181,15 @@ class SpillBuffer(MutableMapping[str, Any]):
             if key not in self._versions:
                 raise KeyError(key)
             blob = self._forget(key)
-            if blob is not None and self.spill_full:
-                self._full_at = 0.0  # space was freed: let the next eviction try again
         if blob is not None:
-            self.slow.discard(blob)
+            self._discard(blob)
+
+    def _discard(self, blob: Blob) -> None:
+        """Delete a blob; if the store was full, the next eviction may try again at once."""
+        self.slow.discard(blob)
+        with self._lock:
+            if self.spill_full:
+                self._full_at = 0.0
 
     def _forget(self, key: str) -> Blob | None:
         """Drop every trace of ``key`` except its blob, which is returned to discard."""
@@ -241,12 +246,25 @@ class SpillBuffer(MutableMapping[str, Any]):
 
     def spill_to(self, target: int) -> int:
         """Evict least-recently-used values until memory holds ``target`` bytes or less."""
+        return self._evict_while(lambda freed: self._fast_bytes > target)
+
+    def spill_bytes(self, nbytes: int) -> int:
+        """Evict least-recently-used values until ``nbytes`` are freed or nothing can be."""
+        return self._evict_while(lambda freed: freed < nbytes)
+
+    def _evict_while(self, more: Callable[[int], bool]) -> int:
         freed = 0
-        while self._fast_bytes > target:
+        misses = 0
+        while more(freed):
             n = self.evict()
-            if n == 0:
+            if n > 0:
+                freed += n
+                continue
+            # a value that failed to pickle is skipped next time; a full store or an empty
+            # buffer ends it; the bound guards against a pathological run of misses
+            misses += 1
+            if self.spill_full or self.spillable <= 0 or misses > len(self._versions):
                 break
-            freed += n
         return freed
 
     def evict(self, key: str | None = None) -> int:

@@ -131,6 +131,8 @@ class SpillDisk(MutableMapping[str, Any]):
             if self._index.get(key) == blob:
                 raise SpillCorruptError(f"spill file for {key!r} is missing") from None
             raise  # deleted by another thread: the caller re-reads the index
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            data = bytearray().join(data)  # a plain dict keeps the chunk list as written
         return codec.decode(data, where=f"spill file for {key!r}")
 
     def get_frames(self, key: str) -> list[Frame]:

@@ -155,7 +155,10 @@ def parse_memory_limit(
     if fraction is not None:
         machine = machine_limit if machine_limit is not None else host_memory_limit()
         return _floor_check(int(machine * fraction), value)
-    limit = parse_bytes(value, what="memory limit")
+    try:
+        limit = parse_bytes(value, what="memory limit")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (or a fraction like 0.5, 'auto' or 'none')") from None
     if limit == 0:
         return None
     _floor_check(limit, value)

@@ -239,7 +239,7 @@ class WorkerMemory:
         match action:
             case Spill(nbytes):
                 if self._spilling is None or self._spilling.done():
-                    self._spilling = asyncio.create_task(asyncio.to_thread(self._spill, nbytes))
+                    self._spilling = asyncio.create_task(asyncio.to_thread(self.data.spill_bytes, nbytes))
                     self._spilling.add_done_callback(self._spill_done)
             case Pause(reason):
                 logger.warning("pausing: %s", reason)
@@ -256,16 +256,6 @@ class WorkerMemory:
             case Terminate(reason):
                 logger.error("memory restart: %s", reason)
                 await self._call("terminate", reason)
-
-    def _spill(self, nbytes: int) -> int:
-        """Evict least-recently-used values until ``nbytes`` are freed or nothing can be."""
-        freed = 0
-        while freed < nbytes:
-            n = self.data.evict()
-            if n == 0:
-                break
-            freed += n
-        return freed
 
     def _spill_done(self, task: asyncio.Task[int]) -> None:
         if not task.cancelled() and task.exception() is not None:

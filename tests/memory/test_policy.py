@@ -1,0 +1,153 @@
+"""The memory policy driven by injected readings: no sleeps, no processes."""
+
+from __future__ import annotations
+
+from memkube.memory.policy import (
+    CollectGarbage,
+    Escalation,
+    MemoryPolicy,
+    Pause,
+    Reading,
+    Resume,
+    Spill,
+    Terminate,
+    Thresholds,
+    TrimMalloc,
+    Warn,
+)
+
+LIMIT = 1000
+
+
+def reading(t: float = 0.0, process: int = 0, managed: int = 0, spillable: int | None = None,
+            **kw: object) -> Reading:
+    return Reading(time=t, process=process, managed=managed,
+                   spillable=managed if spillable is None else spillable, **kw)  # type: ignore[arg-type]
+
+
+def kinds(actions: list[object]) -> list[type]:
+    return [type(a) for a in actions]
+
+
+def test_below_every_threshold_nothing_happens() -> None:
+    policy = MemoryPolicy(LIMIT)
+    assert policy.step(reading(process=500, managed=400)) == []
+    assert policy.state == "normal"
+
+
+def test_no_limit_means_no_actions() -> None:
+    policy = MemoryPolicy(None)
+    assert policy.step(reading(process=10**12, managed=10**12)) == []
+
+
+def test_managed_above_target_spills_the_excess() -> None:
+    policy = MemoryPolicy(LIMIT)
+    assert policy.step(reading(process=650, managed=640)) == [Spill(40)]
+    assert policy.state == "spilling"
+
+
+def test_process_above_spill_spills_down_to_target_with_hysteresis() -> None:
+    policy = MemoryPolicy(LIMIT)
+    assert policy.step(reading(process=720, managed=300)) == [Spill(120)]
+    # below spill but above target: keeps spilling until target
+    assert policy.step(reading(process=650, managed=250)) == [Spill(50)]
+    assert policy.step(reading(process=590, managed=200)) == []
+    # between target and spill again: no longer spilling (the hysteresis was left)
+    assert policy.step(reading(process=650, managed=200)) == []
+
+
+def test_spill_is_capped_by_what_can_be_spilled() -> None:
+    policy = MemoryPolicy(LIMIT)
+    assert policy.step(reading(process=750, managed=100, spillable=30)) == [Spill(30)]
+
+
+def test_nothing_to_spill_no_spill_action() -> None:
+    policy = MemoryPolicy(LIMIT)
+    assert policy.step(reading(process=750, managed=0)) == []
+
+
+def test_pause_and_resume_with_hysteresis() -> None:
+    policy = MemoryPolicy(LIMIT)
+    actions = policy.step(reading(process=820, managed=0))
+    assert kinds(actions) == [Pause]
+    assert "82%" in actions[0].reason  # type: ignore[attr-defined]
+    assert policy.paused and policy.state == "paused"
+    assert policy.step(reading(t=0.1, process=780, managed=0)) == []  # within the margin
+    assert policy.paused
+    assert kinds(policy.step(reading(t=0.2, process=740, managed=0))) == [Resume]
+    assert not policy.paused
+
+
+def test_cgroup_usage_counts_against_the_cgroup_limit() -> None:
+    policy = MemoryPolicy(LIMIT)
+    # the process is small, but its cgroup (limit 2000) is at 85%
+    actions = policy.step(reading(process=100, managed=0, cgroup_usage=1700, cgroup_limit=2000))
+    assert kinds(actions) == [Pause]
+
+
+def test_terminate_threshold_terminates_once() -> None:
+    policy = MemoryPolicy(LIMIT)
+    actions = policy.step(reading(process=960, managed=500))
+    assert kinds(actions) == [Terminate]
+    assert policy.step(reading(t=1, process=960, managed=500)) == []
+
+
+def test_disabled_thresholds_do_nothing() -> None:
+    policy = MemoryPolicy(LIMIT, Thresholds(None, None, None, None))
+    assert policy.step(reading(process=990, managed=990)) == []
+
+
+def test_full_spill_store_pauses_instead_of_spilling() -> None:
+    policy = MemoryPolicy(LIMIT)
+    actions = policy.step(reading(process=700, managed=690, spill_full=True))
+    assert kinds(actions) == [Pause]
+    assert "spill store full" in actions[0].reason  # type: ignore[attr-defined]
+    # still full: stays paused
+    assert policy.step(reading(t=0.5, process=700, managed=690, spill_full=True)) == []
+    # room again, and memory below pause minus the margin: spill and resume
+    assert kinds(policy.step(reading(t=2, process=700, managed=690))) == [Spill, Resume]
+
+
+def test_unmanaged_memory_escalates_gc_trim_terminate() -> None:
+    policy = MemoryPolicy(LIMIT, escalation=Escalation(gc_after=1, trim_after=3,
+                                                        terminate_after=10))
+    assert kinds(policy.step(reading(t=100, process=850))) == [Pause]
+    assert policy.step(reading(t=100.5, process=850)) == []
+    assert kinds(policy.step(reading(t=101, process=850))) == [CollectGarbage]
+    assert policy.step(reading(t=102, process=850)) == []
+    assert kinds(policy.step(reading(t=103, process=850))) == [TrimMalloc]
+    assert policy.step(reading(t=109, process=850)) == []
+    actions = policy.step(reading(t=110, process=850))
+    assert kinds(actions) == [Terminate]
+    assert "paused for 10s" in actions[0].reason  # type: ignore[attr-defined]
+
+
+def test_escalation_restarts_when_memory_becomes_spillable() -> None:
+    policy = MemoryPolicy(LIMIT, escalation=Escalation(gc_after=1, trim_after=2,
+                                                        terminate_after=5))
+    policy.step(reading(t=0, process=850))
+    policy.step(reading(t=1.5, process=850))  # gc
+    # a new value arrives: spilling can help, the clock stops
+    assert kinds(policy.step(reading(t=2, process=850, managed=100))) == [Spill]
+    assert kinds(policy.step(reading(t=3, process=850))) == []
+    assert kinds(policy.step(reading(t=4, process=850))) == [CollectGarbage]
+
+
+def test_escalation_without_terminate_warns_periodically() -> None:
+    policy = MemoryPolicy(LIMIT, escalation=Escalation(gc_after=0, trim_after=0,
+                                                        terminate_after=None, warn_every=30))
+    assert kinds(policy.step(reading(t=0, process=850))) == [Pause, CollectGarbage, TrimMalloc,
+                                                             Warn]
+    assert policy.step(reading(t=10, process=850)) == []
+    assert kinds(policy.step(reading(t=31, process=850))) == [Warn]
+    assert policy.paused and not policy.terminated
+
+
+def test_resume_resets_escalation() -> None:
+    policy = MemoryPolicy(LIMIT, escalation=Escalation(gc_after=1, trim_after=2,
+                                                        terminate_after=3))
+    policy.step(reading(t=0, process=850))
+    policy.step(reading(t=1, process=850))
+    assert kinds(policy.step(reading(t=2, process=500))) == [Resume]
+    assert kinds(policy.step(reading(t=10, process=850))) == [Pause]
+    assert policy.step(reading(t=10.5, process=850)) == []  # the clock started again
