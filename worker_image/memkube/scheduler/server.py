@@ -76,6 +76,7 @@ class Scheduler:
         self._tasks: list[asyncio.Task[None]] = []
         self.app = self._make_app()
         self.address = ""
+        self._workers_changed: asyncio.Condition | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -229,7 +230,22 @@ class Scheduler:
         self._worker_comms[address] = comm
         self._worker_sockets[address] = ws
         comm.send({"op": "welcome", "client": "", "address": self.address})
+        asyncio.get_running_loop().create_task(self._notify_workers_changed())
         return str(address)
+
+    async def _notify_workers_changed(self) -> None:
+        if self._workers_changed is None:
+            self._workers_changed = asyncio.Condition()
+        async with self._workers_changed:
+            self._workers_changed.notify_all()
+
+    async def wait_for_workers(self, n: int, timeout: float = 60.0) -> None:
+        """Return once ``n`` workers are connected (raises TimeoutError after ``timeout``)."""
+        if self._workers_changed is None:
+            self._workers_changed = asyncio.Condition()
+        cond = self._workers_changed
+        async with cond:
+            await asyncio.wait_for(cond.wait_for(lambda: len(self.state.workers) >= n), timeout)
 
     def _handle_worker(self, address: str, msg: Message) -> None:
         op = msg["op"]

@@ -1,0 +1,68 @@
+"""An in-process memkube pool for tests: scheduler and workers in the caller's event loop.
+
+Used by the ``pool`` fixtures of the cluster and lifetime tiers; real HTTP and websockets on
+loopback, real spill directories, one asynchronous client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from memkube import Client
+from memkube.memory import MemoryConfig
+from memkube.scheduler import Scheduler
+from memkube.security import Auth, new_token
+from memkube.worker import Worker
+
+
+@dataclass
+class Pool:
+    scheduler: Scheduler
+    workers: list[Worker]
+    client: Client
+    token: str
+    spill_root: Path
+
+    async def add_worker(self, name: str, **options: Any) -> Worker:
+        memory = MemoryConfig.from_options(limit=options.pop("memory_limit", "1GiB"),
+                                           spill_dir=str(self.spill_root / name), env={})
+        worker = Worker(self.scheduler.address, name=name, memory=memory,
+                        auth=Auth(self.token), **options)
+        await worker.start()
+        self.workers.append(worker)
+        await self.scheduler.wait_for_workers(len(self.scheduler.state.workers) + 1)
+        return worker
+
+
+@contextlib.asynccontextmanager
+async def inprocess_pool(spill_root: Path, *, workers: int = 2, threads: int = 1,
+                         memory_limit: str = "1GiB", replication_factor: int = 1,
+                         client_grace: float = 10.0,
+                         nodes: dict[int, str] | None = None) -> AsyncIterator[Pool]:
+    token = new_token()
+    auth = Auth(token)
+    scheduler = Scheduler(host="127.0.0.1", port=0, auth=auth,
+                          replication_factor=replication_factor, client_grace=client_grace)
+    await scheduler.start()
+    started: list[Worker] = []
+    client: Client | None = None
+    try:
+        for i in range(workers):
+            memory = MemoryConfig.from_options(limit=memory_limit,
+                                               spill_dir=str(spill_root / f"spill-{i}"), env={})
+            worker = Worker(scheduler.address, name=f"w{i}", nthreads=threads, memory=memory,
+                            auth=auth, node=(nodes or {}).get(i, ""))
+            started.append(await worker.start())
+        await scheduler.wait_for_workers(workers, timeout=30)
+        client = await Client(scheduler.address, token=token, asynchronous=True)
+        yield Pool(scheduler, started, client, token, spill_root)
+    finally:
+        if client is not None:
+            await client.close()
+        for worker in started:
+            await worker.close()
+        await scheduler.close()

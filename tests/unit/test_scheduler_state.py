@@ -1,0 +1,272 @@
+"""The scheduler state machine driven by events, asserting on the messages it emits."""
+
+from __future__ import annotations
+
+import cloudpickle
+import pytest
+
+from memkube.errors import DataLostError, KilledWorkerError, RetireError
+from memkube.scheduler.retire import plan_retirement
+from memkube.scheduler.state import SchedulerState
+
+
+def spec(key: str, deps: tuple[str, ...] = (), priority: tuple[int, ...] = (0,)) -> dict:
+    return {"key": key, "run_spec": b"spec-" + key.encode(), "deps": list(deps),
+            "priority": list(priority)}
+
+
+def ops(messages: list[dict], op: str) -> list[dict]:
+    return [m for m in messages if m["op"] == op]
+
+
+def memory(limit: int = 1000, managed: int = 0, target: float = 0.6) -> dict:
+    return {"limit": limit, "managed": managed, "unmanaged": 0, "spilled": 0,
+            "thresholds": {"target": target, "spill": 0.7, "pause": 0.8, "terminate": 0.95}}
+
+
+@pytest.fixture
+def s() -> SchedulerState:
+    state = SchedulerState()
+    state.add_worker("tcp://a:1", "a", 1)
+    state.add_worker("tcp://b:1", "b", 1)
+    state.drain()
+    return state
+
+
+def finish(s: SchedulerState, key: str, nbytes: int = 10) -> None:
+    ts = s.tasks[key]
+    assert ts.processing_on is not None, f"{key} is {ts.state}"
+    s.task_finished(ts.processing_on.address, key, nbytes, "int")
+
+
+def test_chain_runs_in_dependency_order_and_notifies_the_client(s: SchedulerState) -> None:
+    s.update_graph("c1", [spec("x"), spec("y", ("x",))], ["y"])
+    workers, _ = s.drain()
+    computes = [m for msgs in workers.values() for m in ops(msgs, "compute-task")]
+    assert [m["key"] for m in computes] == ["x"]
+    finish(s, "x")
+    workers, _ = s.drain()
+    (compute_y,) = [m for msgs in workers.values() for m in ops(msgs, "compute-task")]
+    assert compute_y["who_has"] == {"x": [s.tasks["x"].who_has.copy().pop().address]}
+    finish(s, "y")
+    workers, clients = s.drain()
+    assert clients["c1"] == [{"op": "key-in-memory", "key": "y", "type": "int"}]
+    # x is no longer needed by anyone: freed on the worker that held it
+    assert any(ops(msgs, "free-keys") == [{"op": "free-keys", "keys": ["x"]}]
+               for msgs in workers.values())
+    assert "x" not in s.tasks or s.tasks["x"].state == "released"
+
+
+def test_root_tasks_are_queued_not_flooded(s: SchedulerState) -> None:
+    s.update_graph("c1", [spec(f"t{i}", priority=(0, i)) for i in range(100)],
+                   [f"t{i}" for i in range(100)])
+    workers, _ = s.drain()
+    sent = sum(len(ops(msgs, "compute-task")) for msgs in workers.values())
+    # 2 workers x 1 thread x saturation 1.1 -> 2 slots each
+    assert sent == 4
+    assert s.task_counts()["queued"] == 96
+    first = [m["key"] for msgs in workers.values() for m in ops(msgs, "compute-task")]
+    assert sorted(first) == ["t0", "t1", "t2", "t3"]  # best priority first
+    finish(s, "t0")
+    workers, _ = s.drain()
+    assert [m["key"] for msgs in workers.values() for m in ops(msgs, "compute-task")] == ["t4"]
+
+
+def test_release_frees_memory_everywhere_and_forgets(s: SchedulerState) -> None:
+    s.update_graph("c1", [spec("x")], ["x"])
+    finish(s, "x")
+    s.drain()
+    s.release_keys("c1", ["x"])
+    workers, _ = s.drain()
+    assert sum(len(ops(m, "free-keys")) for m in workers.values()) == 1
+    assert "x" not in s.tasks
+    assert all(not w.has_what for w in s.workers.values())
+
+
+def test_two_clients_share_a_key_until_both_release(s: SchedulerState) -> None:
+    s.update_graph("c1", [spec("x")], ["x"])
+    s.update_graph("c2", [spec("x")], ["x"])
+    finish(s, "x")
+    s.release_keys("c1", ["x"])
+    assert s.tasks["x"].state == "memory"
+    s.release_keys("c2", ["x"])
+    assert "x" not in s.tasks
+
+
+def test_erred_task_fails_dependents_and_frees_inputs(s: SchedulerState) -> None:
+    s.update_graph("c1", [spec("x"), spec("y", ("x",)), spec("z", ("y",))], ["z"])
+    finish(s, "x")
+    ts = s.tasks["y"]
+    s.task_erred(ts.processing_on.address, "y", cloudpickle.dumps(ValueError("bad")), "tb",
+                 "ValueError: bad")
+    _, clients = s.drain()
+    (erred,) = ops(clients["c1"], "task-erred-client")
+    assert erred["key"] == "z" and erred["text"] == "ValueError: bad"
+    assert s.tasks["z"].state == "erred"
+    assert "x" not in s.tasks or not s.tasks["x"].who_has  # input released
+
+
+def test_lost_worker_reschedules_its_running_task(s: SchedulerState) -> None:
+    s.update_graph("c1", [spec("x")], ["x"])
+    victim = s.tasks["x"].processing_on
+    s.drain()
+    s.remove_worker(victim.address)
+    workers, _ = s.drain()
+    (other,) = [a for a in s.workers]
+    assert ops(workers[other], "compute-task")[0]["key"] == "x"
+    assert s.tasks["x"].suspicious == 1
+
+
+def test_task_that_kills_workers_fails_after_bounded_tries() -> None:
+    s = SchedulerState(allowed_failures=2)
+    s.update_graph("c1", [spec("bomb")], ["bomb"])
+    for i in range(3):
+        s.add_worker(f"tcp://w{i}:1", f"w{i}", 1)
+        s.remove_worker(s.tasks["bomb"].processing_on.address)
+    _, clients = s.drain()
+    (erred,) = ops(clients["c1"], "task-erred-client")
+    assert "KilledWorkerError" in erred["text"]
+    assert isinstance(cloudpickle.loads(erred["exception"]), KilledWorkerError)
+
+
+def test_lost_key_is_recomputed_from_lineage(s: SchedulerState) -> None:
+    s.update_graph("c1", [spec("x"), spec("y", ("x",))], ["y"])
+    finish(s, "x")
+    finish(s, "y")
+    s.drain()
+    holder = next(iter(s.tasks["y"].who_has))
+    s.remove_worker(holder.address)
+    workers, _ = s.drain()
+    computes = [m["key"] for msgs in workers.values() for m in ops(msgs, "compute-task")]
+    assert computes == ["x"]  # y's input first, from lineage
+    finish(s, "x")
+    finish(s, "y")
+    assert s.tasks["y"].runs == 2
+
+
+def test_lost_scattered_data_fails_with_data_lost(s: SchedulerState) -> None:
+    s.add_scattered("c1", {"d": {"nbytes": 5, "type": "int", "workers": ["tcp://a:1"]}})
+    s.drain()
+    s.remove_worker("tcp://a:1")
+    _, clients = s.drain()
+    (erred,) = ops(clients["c1"], "task-erred-client")
+    assert isinstance(cloudpickle.loads(erred["exception"]), DataLostError)
+
+
+def test_replication_factor_places_copies_on_distinct_nodes() -> None:
+    s = SchedulerState(replication_factor=2)
+    s.add_worker("tcp://a:1", "a", 1, node="n1")
+    s.add_worker("tcp://b:1", "b", 1, node="n1")
+    s.add_worker("tcp://c:1", "c", 1, node="n2")
+    s.add_scattered("c1", {"d": {"nbytes": 5, "type": "int", "workers": ["tcp://a:1"]}})
+    workers, _ = s.drain()
+    (acquire,) = ops(workers["tcp://c:1"], "acquire-replicas")  # n2, not b on n1
+    assert acquire["who_has"] == {"d": ["tcp://a:1"]}
+    s.add_keys("tcp://c:1", {"d": 5})
+    assert {w.name for w in s.tasks["d"].who_has} == {"a", "c"}
+
+
+def test_replicas_go_only_to_workers_below_target() -> None:
+    s = SchedulerState(replication_factor=2)
+    s.add_worker("tcp://a:1", "a", 1, memory=memory())
+    s.add_worker("tcp://b:1", "b", 1, memory=memory(managed=900))
+    s.add_scattered("c1", {"d": {"nbytes": 5, "type": "int", "workers": ["tcp://a:1"]}})
+    workers, _ = s.drain()
+    assert not ops(workers.get("tcp://b:1", []), "acquire-replicas")
+    assert s.tasks["d"] in s.underreplicated
+    s.worker_heartbeat("tcp://b:1", memory(managed=100), 0, 0)
+    workers, _ = s.drain()
+    assert ops(workers["tcp://b:1"], "acquire-replicas")
+
+
+def test_pressure_drops_surplus_replicas_but_never_the_last_copy() -> None:
+    s = SchedulerState(replication_factor=1)
+    s.add_worker("tcp://a:1", "a", 1, memory=memory())
+    s.add_worker("tcp://b:1", "b", 1, memory=memory())
+    s.add_scattered("c1", {"d": {"nbytes": 400, "type": "x", "workers": ["tcp://a:1"]},
+                           "e": {"nbytes": 400, "type": "x", "workers": ["tcp://a:1"]}})
+    s.add_keys("tcp://b:1", {"d": 400})  # a surplus copy of d on b
+    s.drain()
+    s.worker_heartbeat("tcp://a:1", memory(managed=800), 0, 0)
+    workers, _ = s.drain()
+    (free,) = ops(workers["tcp://a:1"], "free-keys")
+    assert free["keys"] == ["d"]  # e is the last copy: kept
+    assert {w.name for w in s.tasks["d"].who_has} == {"b"}
+
+
+def test_retirement_moves_unique_data_then_closes() -> None:
+    s = SchedulerState()
+    s.add_worker("tcp://a:1", "a", 1)
+    s.add_worker("tcp://b:1", "b", 1)
+    s.add_scattered("c1", {"d": {"nbytes": 5, "type": "x", "workers": ["tcp://a:1"]}})
+    s.drain()
+    retirement = plan_retirement(s, names=["a"])
+    workers, _ = s.drain()
+    assert ops(workers["tcp://b:1"], "acquire-replicas")
+    assert not ops(workers.get("tcp://a:1", []), "close-worker")  # data not moved yet
+    s.add_keys("tcp://b:1", {"d": 5})
+    workers, _ = s.drain()
+    assert ops(workers["tcp://a:1"], "close-worker")
+    s.remove_worker("tcp://a:1")
+    assert retirement.finished
+    assert s.tasks["d"].state == "memory" and s.tasks["d"].runs == 0
+
+
+def test_retirement_by_count_picks_least_unique_data() -> None:
+    s = SchedulerState()
+    for name in "abc":
+        s.add_worker(f"tcp://{name}:1", name, 1)
+    s.add_scattered("c1", {"d": {"nbytes": 50, "type": "x", "workers": ["tcp://a:1"]},
+                           "e": {"nbytes": 10, "type": "x", "workers": ["tcp://b:1"]}})
+    retirement = plan_retirement(s, n=2)
+    assert {w.name for w in retirement.workers} == {"c", "b"}
+
+
+def test_retirement_refused_when_nothing_can_take_the_data() -> None:
+    s = SchedulerState()
+    s.add_worker("tcp://a:1", "a", 1)
+    s.add_scattered("c1", {"d": {"nbytes": 5, "type": "x", "workers": ["tcp://a:1"]}})
+    with pytest.raises(RetireError, match="no worker would remain"):
+        plan_retirement(s, n=1)
+    assert s.workers["tcp://a:1"].status == "running"
+
+
+def test_retirement_refused_when_receivers_lack_room() -> None:
+    s = SchedulerState()
+    s.add_worker("tcp://a:1", "a", 1, memory=memory())
+    full = {**memory(managed=800), "max_spill": 100, "spilled": 90}
+    s.add_worker("tcp://b:1", "b", 1, memory=full)
+    s.add_scattered("c1", {"d": {"nbytes": 500, "type": "x", "workers": ["tcp://a:1"]}})
+    with pytest.raises(RetireError, match="can take"):
+        plan_retirement(s, names=["a"])
+
+
+def test_disconnected_client_releases_everything(s: SchedulerState) -> None:
+    s.update_graph("c1", [spec("x")], ["x"])
+    finish(s, "x")
+    s.remove_client("c1")
+    assert "x" not in s.tasks
+
+
+def test_cancel_notifies_every_holder(s: SchedulerState) -> None:
+    s.update_graph("c1", [spec("x")], ["x"])
+    s.update_graph("c2", [spec("x")], ["x"])
+    s.drain()
+    s.cancel_keys("c1", ["x"])
+    workers, clients = s.drain()
+    assert ops(clients["c2"], "key-cancelled")[0]["key"] == "x"
+    assert any(ops(m, "cancel-compute") for m in workers.values())
+    assert "x" not in s.tasks
+
+
+def test_missing_dependency_reruns_task_after_recompute(s: SchedulerState) -> None:
+    s.update_graph("c1", [spec("x"), spec("y", ("x",))], ["y"])
+    finish(s, "x")
+    holder = next(iter(s.tasks["x"].who_has))
+    runner = s.tasks["y"].processing_on
+    s.missing_data(runner.address, "y", "x", [holder.address])
+    assert s.tasks["x"].state in ("processing", "queued")
+    finish(s, "x")
+    assert s.tasks["x"].runs == 2
+    finish(s, "y")
+    assert s.tasks["y"].state == "memory"
