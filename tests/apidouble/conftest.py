@@ -11,7 +11,6 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-
 from apidouble import ApiDouble
 from apidouble.testing import Http
 
@@ -57,7 +56,7 @@ class Kubectl:
                  timeout: float = 30) -> subprocess.CompletedProcess[str]:
         cmd = ["kubectl", "--kubeconfig", str(self.api.kubeconfig_path),
                "--cache-dir", str(self.cache), *args]
-        done = subprocess.run(cmd, capture_output=True, text=True, input=stdin,
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, input=stdin,
                               timeout=timeout)
         if check and done.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed: {done.stderr}")

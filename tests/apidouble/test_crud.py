@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 from apidouble import ApiDouble
-
 from apidouble.testing import Http
 
 CM = "/api/v1/namespaces/default/configmaps"

@@ -145,7 +145,7 @@ async def test_namespace_deletion_takes_its_content(http: Http) -> None:
 
 async def test_crd_deletion_removes_custom_resources(http: Http, widgets: str) -> None:
     await http.post(widgets, {"metadata": {"name": "a"}, "spec": {"size": "1Gi"}})
-    status, crd = await http.delete(
+    status, _ = await http.delete(
         "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.test")
     assert status == 200
     assert (await http.get(widgets))[0] == 404

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from apidouble import ApiDouble
-
 from apidouble.testing import Http
 
 

@@ -3,7 +3,8 @@
 Each record names the RBAC verb (get, list, watch, create, update, patch, delete,
 deletecollection), apiGroup, resource, subresource, namespace and name, so a test can compare
 what a client actually did with the Role a chart grants it. Non-resource requests (discovery,
-/version, /openapi) are logged with an empty resource and their path.
+/version, /openapi) are logged with an empty resource and their path. A record is logged
+when its request arrives; ``code`` is 0 until the answer is known (long for a watch).
 """
 
 from __future__ import annotations

@@ -83,6 +83,8 @@ class ApiServer:
         record = RequestRecord(method=request.method, path=request.path,
                                verb=request.method.lower(), apiGroup="", apiVersion="",
                                resource="", subresource="", namespace="", name="", code=0)
+        # Logged on arrival (so a long watch keeps its place); filled in as it is served.
+        self.log.append(record)
         try:
             response = await self._route(request, record)
         except ApiError as exc:
@@ -91,7 +93,6 @@ class ApiServer:
             response = _error(bad_request(f"the body of the request could not be decoded: "
                                           f"{exc}"))
         record["code"] = response.status
-        self.log.append(record)
         return response
 
     async def _route(self, request: web.Request, record: RequestRecord) -> web.StreamResponse:

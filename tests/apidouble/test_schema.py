@@ -1,0 +1,132 @@
+"""Custom resources against their CRD schema: pruning, defaults, validation, CEL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apidouble.structural import normalize
+from apidouble.testing import Http
+from apidouble.validation import validate
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"spec": {
+        "type": "object",
+        "properties": {
+            "n": {"type": "integer", "default": 3},
+            "nested": {"type": "object", "default": {},
+                       "properties": {"x": {"type": "string", "default": "dx"}}},
+            "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            "items": {"type": "array", "items": {
+                "type": "object", "properties": {"k": {"type": "string", "default": "dk"}}}},
+            "maybe": {"type": "string", "nullable": True},
+            "plain": {"type": "string", "default": "p"},
+            "port": {"x-kubernetes-int-or-string": True},
+        }}},
+}
+
+
+def _cr(spec: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"apiVersion": "t/v1", "kind": "T", "metadata": {"name": "n"}, "spec": spec,
+            **extra}
+
+
+def test_defaults_fill_missing_fields_at_every_level() -> None:
+    out = normalize(_cr({"items": [{}, {"k": "set"}]}), SCHEMA)
+    assert out["spec"] == {"n": 3, "nested": {"x": "dx"}, "plain": "p",
+                           "items": [{"k": "dk"}, {"k": "set"}]}
+
+
+def test_unknown_fields_are_pruned_unless_preserved() -> None:
+    unknown: list[str] = []
+    out = normalize(_cr({"n": 1, "bogus": 1, "free": {"any": {"thing": 1}},
+                         "nested": {"x": "a", "y": "b"}}, top="level",
+                        metadata={"name": "n", "junk": 1}), SCHEMA, unknown)
+    assert "bogus" not in out["spec"] and "top" not in out
+    assert out["spec"]["free"] == {"any": {"thing": 1}}
+    assert out["spec"]["nested"] == {"x": "a"}
+    assert "junk" not in out["metadata"]
+    assert sorted(unknown) == ["metadata.junk", "spec.bogus", "spec.nested.y", "top"]
+
+
+def test_null_is_dropped_then_defaulted_unless_nullable() -> None:
+    out = normalize(_cr({"plain": None, "maybe": None}), SCHEMA)
+    assert out["spec"]["plain"] == "p" and out["spec"]["maybe"] is None
+
+
+def test_int_or_string_accepts_both() -> None:
+    assert validate(_cr({"port": 80}), SCHEMA) == []
+    assert validate(_cr({"port": "http"}), SCHEMA) == []
+    assert validate(_cr({"port": 1.5}), SCHEMA) != []
+
+
+async def _create(http: Http, widgets: str, spec: dict[str, Any],
+                  **params: str) -> tuple[int, Any]:
+    return await http.post(widgets, {"apiVersion": "example.test/v1", "kind": "Widget",
+                                     "metadata": {"name": "w"}, "spec": spec},
+                           params=params or None)
+
+
+async def test_server_applies_defaults_and_prunes(http: Http, widgets: str) -> None:
+    status, w = await _create(http, widgets, {"size": "2Gi", "bogus": True,
+                                              "extra": {"anything": [1, 2]}})
+    assert status == 201, w
+    assert w["spec"] == {"size": "2Gi", "replicas": 1, "color": "red",
+                         "limits": {"cpu": "1"}, "extra": {"anything": [1, 2]}}
+
+
+async def test_strict_field_validation_rejects_unknown_fields(http: Http, widgets: str) -> None:
+    status, body = await _create(http, widgets, {"size": "2Gi", "bogus": True},
+                                 fieldValidation="Strict")
+    assert status == 400 and body["reason"] == "BadRequest"
+    assert 'unknown field "spec.bogus"' in body["message"]
+
+
+def _causes(body: dict[str, Any]) -> dict[str, str]:
+    return {c["field"]: c["reason"] for c in body["details"]["causes"]}
+
+
+async def test_invalid_values_name_the_field(http: Http, widgets: str) -> None:
+    status, body = await _create(http, widgets, {"size": "2Gi", "replicas": "three"})
+    assert status == 422 and body["reason"] == "Invalid" and body["kind"] == "Status"
+    assert _causes(body) == {"spec.replicas": "FieldValueInvalid"}
+    assert body["details"] == {**body["details"], "name": "w", "group": "example.test",
+                               "kind": "Widget"}
+    assert body["message"].startswith('Widget.example.test "w" is invalid: spec.replicas: ')
+    status, body = await _create(http, widgets, {"size": "2Gi", "replicas": -1})
+    assert _causes(body) == {"spec.replicas": "FieldValueInvalid"}
+    assert "greater than or equal to 0" in body["message"]
+    status, body = await _create(http, widgets, {"size": "2Gi", "color": "green"})
+    assert _causes(body) == {"spec.color": "FieldValueNotSupported"}
+    assert 'supported values: "red", "blue"' in body["message"]
+    status, body = await _create(http, widgets, {})
+    assert _causes(body) == {"spec.size": "FieldValueRequired"}
+    status, body = await _create(http, widgets, {"size": "2GB"})
+    assert _causes(body) == {"spec.size": "FieldValueInvalid"}
+    status, body = await _create(http, widgets, {"size": "2Gi", "labels": {"a": 1}})
+    assert _causes(body) == {"spec.labels.a": "FieldValueInvalid"}
+
+
+async def test_cel_rules(http: Http, widgets: str) -> None:
+    status, body = await _create(http, widgets, {"size": "2Gi", "replicas": 11})
+    assert status == 422
+    assert body["details"]["causes"] == [{"reason": "FieldValueInvalid", "field": "spec",
+                                          "message": 'Invalid value: "object": '
+                                                     'at most ten widgets'}]
+    assert body["message"] == ('Widget.example.test "w" is invalid: spec: Invalid value: '
+                               '"object": at most ten widgets')
+
+
+async def test_cel_transition_rule_runs_on_update_only(http: Http, widgets: str) -> None:
+    status, _ = await _create(http, widgets, {"size": "2Gi"})
+    assert status == 201
+    status, body = await http.patch(f"{widgets}/w", {"spec": {"size": "4Gi"}})
+    assert status == 422 and "size is immutable" in body["message"]
+    status, _ = await http.patch(f"{widgets}/w", {"spec": {"replicas": 2}})
+    assert status == 200
+
+
+async def test_validation_also_guards_status_writes(http: Http, widgets: str) -> None:
+    await _create(http, widgets, {"size": "2Gi"})
+    status, body = await http.patch(f"{widgets}/w/status", {"status": {"replicas": "x"}})
+    assert status == 422 and _causes(body) == {"status.replicas": "FieldValueInvalid"}
