@@ -1,4 +1,4 @@
-"""The value sets the chart tier renders: ones users install with, and ones the schema must refuse."""
+"""The value sets the chart tier renders: ones users install with, ones the schema refuses."""
 
 from __future__ import annotations
 
@@ -29,26 +29,41 @@ VALID: dict[str, dict[str, Any]] = {
             "nodeSelector": {"kubernetes.io/os": "linux"},
             "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
             "priorityClassName": "system-cluster-critical",
-            "resources": {"requests": {"cpu": "100m", "memory": "200Mi"}, "limits": {"memory": "400Mi"}},
+            "resources": {
+                "requests": {"cpu": "100m", "memory": "200Mi"},
+                "limits": {"memory": "400Mi"},
+            },
         },
         "serviceAccount": {"annotations": {"iam": "role"}},
         "networkPolicy": {
             "enabled": True,
             "clientNamespaceSelector": {"matchLabels": {"memkube.dev/clients": "allowed"}},
-            "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+            "metricsFrom": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                    }
+                }
+            ],
             "namespaces": ["team-a"],
         },
         "metrics": {
-            "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prom"},
-                               "tokenSecret": {"name": "memkube-metrics", "key": "token"}},
+            "serviceMonitor": {
+                "enabled": True,
+                "interval": "15s",
+                "labels": {"release": "prom"},
+                "tokenSecret": {"name": "memkube-metrics", "key": "token"},
+            },
             "podMonitor": {"enabled": True, "interval": "1m", "labels": {"release": "prom"}},
         },
     },
     "namespaced-with-policy-and-monitors": {
         "watch": {"allNamespaces": False, "namespaces": ["team-a", "team-b"]},
         "networkPolicy": {"enabled": True},
-        "metrics": {"serviceMonitor": {"enabled": True, "interval": "30s"},
-                    "podMonitor": {"enabled": True, "interval": "30s"}},
+        "metrics": {
+            "serviceMonitor": {"enabled": True, "interval": "30s"},
+            "podMonitor": {"enabled": True, "interval": "30s"},
+        },
     },
     "bring-your-own-account": {
         "rbac": {"create": False},
@@ -61,13 +76,23 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
     "two-operators": ({"operator": {"replicas": 2}}, "/operator/replicas"),
     "pull-policy": ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
     "unknown-key": ({"operatr": {"replicas": 1}}, "operatr"),
-    "bad-namespace": ({"watch": {"allNamespaces": False, "namespaces": ["Team_A"]}}, "/watch/namespaces/0"),
-    "bad-interval": ({"metrics": {"serviceMonitor": {"enabled": True, "interval": "often"}}},
-                     "/metrics/serviceMonitor/interval"),
-    "bad-quantity": ({"operator": {"resources": {"limits": {"memory": "lots"}}}},
-                     "/operator/resources/limits/memory"),
+    "bad-namespace": (
+        {"watch": {"allNamespaces": False, "namespaces": ["Team_A"]}},
+        "/watch/namespaces/0",
+    ),
+    "bad-interval": (
+        {"metrics": {"serviceMonitor": {"enabled": True, "interval": "often"}}},
+        "/metrics/serviceMonitor/interval",
+    ),
+    "bad-quantity": (
+        {"operator": {"resources": {"limits": {"memory": "lots"}}}},
+        "/operator/resources/limits/memory",
+    ),
     # null is how a user deletes a default map in Helm; an empty map would merge to the default.
-    "no-client-labels": ({"networkPolicy": {"enabled": True, "clientLabels": None}}, "clientLabels"),
+    "no-client-labels": (
+        {"networkPolicy": {"enabled": True, "clientLabels": None}},
+        "clientLabels",
+    ),
     "string-bool": ({"watch": {"allNamespaces": "yes"}}, "/watch/allNamespaces"),
     "low-port": ({"operator": {"healthPort": 80}}, "/operator/healthPort"),
 }

@@ -6,10 +6,15 @@ Every value set in chartcases.VALID and chartcases.INVALID goes through one chil
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+# pytest runs with --import-mode=importlib: this tier's helper modules sit beside it.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chartcases import CHART, INVALID, NAMESPACE, RELEASE, VALID
 from helmrender import render_cases

@@ -43,7 +43,9 @@ MONITORING = {
 VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 
 
-def render_cases(chart: Path, cases: list[dict[str, Any]], lint: bool = False) -> list[dict[str, Any]]:
+def render_cases(
+    chart: Path, cases: list[dict[str, Any]], lint: bool = False
+) -> list[dict[str, Any]]:
     """Run this module in a child with HELM_DRIVER=memory; one result per case (lint first)."""
     request = {"chart": str(chart), "cases": cases, "lint": lint}
     env = {**os.environ, "HELM_DRIVER": "memory", "KUBECONFIG": os.devnull}
@@ -111,8 +113,11 @@ async def _child(request: dict[str, Any]) -> None:
                 )
                 try:
                     release = await helm_sdkpy.Install(config).run(
-                        case["release"], chart, values=case.get("values") or None,
-                        wait=False, timeout=60,
+                        case["release"],
+                        chart,
+                        values=case.get("values") or None,
+                        wait=False,
+                        timeout=60,
                     )
                 except helm_sdkpy.HelmError as exc:
                     print(json.dumps({"error": str(exc)}), flush=True)

@@ -44,27 +44,46 @@ async def fake_scheduler(api: Any, namespace: str) -> AsyncIterator[str]:
 
     async def pool(_: web.Request) -> web.Response:
         workers = [
-            {"name": p["metadata"]["name"], "address": "tcp://127.0.0.1:8788", "status": "running",
-             "memory": {"managed": 0, "unmanaged": 0, "spilled": 0}}
+            {
+                "name": p["metadata"]["name"],
+                "address": "tcp://127.0.0.1:8788",
+                "status": "running",
+                "memory": {"managed": 0, "unmanaged": 0, "spilled": 0},
+            }
             for p in _workers(api, namespace)
         ]
         return web.json_response(
-            {"scheduler": {"address": "tcp://127.0.0.1:8786"}, "workers": workers,
-             "memory": {"limit": 0, "managed": 0, "unmanaged": 0, "spilled": 0},
-             "tasks": {}, "replication": {"factor": 1, "shortfall": 0}, "events": []}
+            {
+                "scheduler": {"address": "tcp://127.0.0.1:8786"},
+                "workers": workers,
+                "memory": {"limit": 0, "managed": 0, "unmanaged": 0, "spilled": 0},
+                "tasks": {},
+                "replication": {"factor": 1, "shortfall": 0},
+                "events": [],
+            }
         )
 
     async def retire(request: web.Request) -> web.Response:
         body = await request.json()
-        names = body.get("names") or [p["metadata"]["name"] for p in _workers(api, namespace)][: body.get("n", 0)]
-        return web.json_response({"retired": [{"name": n, "address": "tcp://127.0.0.1:8788"} for n in names]})
+        names = (
+            body.get("names")
+            or [p["metadata"]["name"] for p in _workers(api, namespace)][: body.get("n", 0)]
+        )
+        return web.json_response(
+            {"retired": [{"name": n, "address": "tcp://127.0.0.1:8788"} for n in names]}
+        )
 
     async def events(_: web.Request) -> web.Response:
         return web.json_response({})
 
     app = web.Application()
-    app.add_routes([web.get("/api/v1/pool", pool), web.post("/api/v1/retire", retire),
-                    web.post("/api/v1/events", events)])
+    app.add_routes(
+        [
+            web.get("/api/v1/pool", pool),
+            web.post("/api/v1/retire", retire),
+            web.post("/api/v1/events", events),
+        ]
+    )
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -78,12 +97,16 @@ async def fake_scheduler(api: Any, namespace: str) -> AsyncIterator[str]:
 
 async def _until(api: Any, condition: Callable[[], bool], what: str) -> None:
     try:
-        await api.wait_for(GROUP, VERSION, PLURAL, "default", "-", lambda _: condition(), timeout=TIMEOUT)
+        await api.wait_for(
+            GROUP, VERSION, PLURAL, "default", "-", lambda _: condition(), timeout=TIMEOUT
+        )
     except TimeoutError as exc:
         raise AssertionError(f"operator did not {what} within {TIMEOUT}s") from exc
 
 
-async def record_operator_session(pool_body: dict[str, Any], watch: tuple[str, ...]) -> list[dict[str, Any]]:
+async def record_operator_session(
+    pool_body: dict[str, Any], watch: tuple[str, ...]
+) -> list[dict[str, Any]]:
     """The operator's API requests over one pool's life; ``watch=()`` watches all namespaces."""
     import kopf
     from apidouble import ApiDouble
@@ -93,7 +116,9 @@ async def record_operator_session(pool_body: dict[str, Any], watch: tuple[str, .
     namespace = pool_body["metadata"]["namespace"]
     async with ApiDouble() as api, fake_scheduler(api, namespace) as scheduler_url:
         api.apply_manifests(CRD.read_text())
-        api.create_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        api.create_object(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+        )
         config = OperatorConfig(
             scheduler=SchedulerAccess(url=lambda *_: scheduler_url, request_timeout=5.0),
             reconciling=Reconciling(resync_seconds=2.0, retry_delay=0.5),
@@ -121,14 +146,21 @@ async def record_operator_session(pool_body: dict[str, Any], watch: tuple[str, .
             api.set_oom_killed(namespace, victim)
             await _until(
                 api,
-                lambda: any(e.get("reason") == "OOMKilled" for e in api.objects("", "v1", "events", namespace)),
+                lambda: any(
+                    e.get("reason") == "OOMKilled"
+                    for e in api.objects("", "v1", "events", namespace)
+                ),
                 "post an OOMKilled event",
             )
-            api.patch_object(GROUP, VERSION, PLURAL, namespace, POOL, {"spec": {"replicas": 1}}, subresource="")
+            api.patch_object(
+                GROUP, VERSION, PLURAL, namespace, POOL, {"spec": {"replicas": 1}}, subresource=""
+            )
             await _until(api, lambda: len(_workers(api, namespace)) == 1, "retire one worker")
             api.delete_object(GROUP, VERSION, PLURAL, namespace, POOL)
             await _until(
-                api, lambda: api.get_object(GROUP, VERSION, PLURAL, namespace, POOL) is None, "release the pool"
+                api,
+                lambda: api.get_object(GROUP, VERSION, PLURAL, namespace, POOL) is None,
+                "release the pool",
             )
         finally:
             stop.set()

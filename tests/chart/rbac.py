@@ -49,7 +49,9 @@ class ApiRequest:
             return f"{self.verb} {self.path}"
         where = f" in {self.namespace}" if self.namespace else " (cluster)"
         group = self.api_group or "core"
-        return f"{self.verb} {group}/{self.full_resource}{where}" + (f" {self.name}" if self.name else "")
+        return f"{self.verb} {group}/{self.full_resource}{where}" + (
+            f" {self.name}" if self.name else ""
+        )
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any] | Any) -> ApiRequest:
@@ -57,7 +59,9 @@ class ApiRequest:
 
         def get(*keys: str) -> Any:
             for key in keys:
-                value = record.get(key) if isinstance(record, Mapping) else getattr(record, key, None)
+                value = (
+                    record.get(key) if isinstance(record, Mapping) else getattr(record, key, None)
+                )
                 if value is not None:
                     return value
             return None
@@ -152,7 +156,9 @@ def _resource_matches(pattern: str, request: ApiRequest) -> bool:
     return sub == "*" and base == request.resource and bool(request.subresource)
 
 
-def grants_for(objects: Iterable[Mapping[str, Any]], account: str, account_namespace: str) -> list[Grant]:
+def grants_for(
+    objects: Iterable[Mapping[str, Any]], account: str, account_namespace: str
+) -> list[Grant]:
     """Every rule bound to ServiceAccount account_namespace/account by these objects."""
     objects = list(objects)
     roles = {

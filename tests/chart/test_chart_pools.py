@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 import yaml
-
 from chartcases import CHART, ROOT, by_kind
 
-builders = pytest.importorskip("memkube_operator.builders", reason="operator builders not built yet")
+builders = pytest.importorskip(
+    "memkube_operator.builders", reason="operator builders not built yet"
+)
 settings = pytest.importorskip("memkube_operator.settings")
 spec_module = pytest.importorskip("memkube_operator.spec")
 
@@ -63,7 +64,9 @@ def _pods(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _container_ports(pod: dict[str, Any]) -> dict[str, int]:
-    return {p["name"]: p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+    return {
+        p["name"]: p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", [])
+    }
 
 
 def test_network_policy_guards_exactly_the_pool_pods(
@@ -88,10 +91,16 @@ def test_network_policy_admits_pool_peers_clients_and_operator_only(
 ) -> None:
     (policy,) = by_kind(rendered["namespaced-with-policy-and-monitors"], "NetworkPolicy")[:1]
     peers_rule, operator_rule = policy["spec"]["ingress"]
-    worker = next(p for p in _pods(pool_objects) if p["metadata"]["labels"]["app.kubernetes.io/component"] == "worker")
+    worker = next(
+        p
+        for p in _pods(pool_objects)
+        if p["metadata"]["labels"]["app.kubernetes.io/component"] == "worker"
+    )
 
     def admitted(rule: dict[str, Any], labels: dict[str, str]) -> bool:
-        return any("podSelector" in peer and matches(peer["podSelector"], labels) for peer in rule["from"])
+        return any(
+            "podSelector" in peer and matches(peer["podSelector"], labels) for peer in rule["from"]
+        )
 
     assert admitted(peers_rule, worker["metadata"]["labels"])
     assert admitted(peers_rule, {"memkube.dev/client": "true", "app": "notebook"})
@@ -101,7 +110,9 @@ def test_network_policy_admits_pool_peers_clients_and_operator_only(
     assert admitted(operator_rule, OPERATOR_POD_LABELS)
     assert [p["port"] for p in operator_rule["ports"]] == [8786]
     (peer,) = operator_rule["from"]
-    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "memkube-system"}
+    assert peer["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "memkube-system"
+    }
 
 
 def test_monitors_select_the_scheduler_service_and_worker_pods(
@@ -112,12 +123,18 @@ def test_monitors_select_the_scheduler_service_and_worker_pods(
     (pod_monitor,) = by_kind(objects, "PodMonitor")
     services = by_kind(pool_objects, "Service")
     assert services
-    selected = [s for s in services if matches(service_monitor["spec"]["selector"], s["metadata"]["labels"])]
+    selected = [
+        s for s in services if matches(service_monitor["spec"]["selector"], s["metadata"]["labels"])
+    ]
     assert selected == services
     port_names = {p["name"] for p in selected[0]["spec"]["ports"]}
     assert {e["port"] for e in service_monitor["spec"]["endpoints"]} <= port_names
 
-    workers = [p for p in _pods(pool_objects) if matches(pod_monitor["spec"]["selector"], p["metadata"]["labels"])]
+    workers = [
+        p
+        for p in _pods(pool_objects)
+        if matches(pod_monitor["spec"]["selector"], p["metadata"]["labels"])
+    ]
     assert len(workers) == 2
     for worker in workers:
         assert worker["metadata"]["labels"]["app.kubernetes.io/component"] == "worker"

@@ -8,7 +8,6 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
-
 from chartcases import NAMESPACE, RELEASE, VALID, by_kind
 
 KUBE_VERSIONS = ["1.28.0", "1.30.0", "1.33.0"]
@@ -48,16 +47,23 @@ _ENDPOINT = {
     "additionalProperties": False,
     "properties": {
         "port": {"type": "string"},
-        "targetPort": {"type": ["integer", "string"]},
         "path": {"type": "string"},
-        "interval": {"type": "string", "pattern": "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"},
+        "interval": {
+            "type": "string",
+            # Prometheus' duration syntax, as the monitoring.coreos.com CRDs validate it.
+            "pattern": "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?"
+            "(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$",
+        },
         "authorization": _AUTH,
     },
 }
 _NAMESPACE_SELECTOR = {
     "type": "object",
     "additionalProperties": False,
-    "properties": {"any": {"type": "boolean"}, "matchNames": {"type": "array", "items": {"type": "string"}}},
+    "properties": {
+        "any": {"type": "boolean"},
+        "matchNames": {"type": "array", "items": {"type": "string"}},
+    },
 }
 
 
@@ -113,7 +119,9 @@ def test_lint_is_clean(helm_results: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", VALID)
 @pytest.mark.parametrize("version", KUBE_VERSIONS)
-def test_every_object_is_valid_kubernetes(rendered: dict[str, Any], case: str, version: str) -> None:
+def test_every_object_is_valid_kubernetes(
+    rendered: dict[str, Any], case: str, version: str
+) -> None:
     objects = rendered[case]
     assert objects
     for obj in objects:
@@ -183,7 +191,9 @@ def test_defaults_watch_all_namespaces_with_a_cluster_role(rendered: dict[str, A
     assert _env(container)["MEMKUBE_DEFAULT_IMAGE"] == "ghcr.io/memkube/memkube:0.1.0"
     assert [o["metadata"]["name"] for o in by_kind(objects, "ClusterRole")] == ["mk-memkube"]
     (binding,) = by_kind(objects, "ClusterRoleBinding")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "mk-memkube", "namespace": NAMESPACE}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "mk-memkube", "namespace": NAMESPACE}
+    ]
     assert by_kind(objects, "Role") == [] and by_kind(objects, "RoleBinding") == []
     for kind in ("NetworkPolicy", "ServiceMonitor", "PodMonitor"):
         assert by_kind(objects, kind) == []
@@ -200,7 +210,10 @@ def test_namespaced_mode_grants_only_the_watched_namespaces(
     # Cluster-wide, only what kopf observes: read-only, and nothing inside any namespace.
     (observer,) = by_kind(objects, "ClusterRole")
     assert observer["metadata"]["name"] == "mk-memkube-observer"
-    assert {r["resources"][0] for r in observer["rules"]} == {"customresourcedefinitions", "namespaces"}
+    assert {r["resources"][0] for r in observer["rules"]} == {
+        "customresourcedefinitions",
+        "namespaces",
+    }
     assert all(r["verbs"] == ["list", "watch"] for r in observer["rules"])
     (cluster_binding,) = by_kind(objects, "ClusterRoleBinding")
     assert cluster_binding["roleRef"]["name"] == "mk-memkube-observer"
@@ -208,7 +221,9 @@ def test_namespaced_mode_grants_only_the_watched_namespaces(
     assert sorted(b["metadata"]["namespace"] for b in by_kind(objects, "RoleBinding")) == namespaces
     args = _operator(objects)["args"]
     assert "--all-namespaces" not in args
-    assert [a for a in args if a.startswith("--namespace=")] == [f"--namespace={n}" for n in namespaces]
+    assert [a for a in args if a.startswith("--namespace=")] == [
+        f"--namespace={n}" for n in namespaces
+    ]
 
 
 def test_values_reach_the_objects(rendered: dict[str, Any]) -> None:

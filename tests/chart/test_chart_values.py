@@ -10,7 +10,6 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-
 from chartcases import CHART, INVALID, VALID
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
@@ -67,7 +66,9 @@ def test_every_default_has_a_schema_entry() -> None:
         assert schema.get("additionalProperties") is False or "additionalProperties" in schema, path
         for key, value in values.items():
             props = schema.get("properties", {})
-            assert key in props or isinstance(schema.get("additionalProperties"), dict), f"{path}/{key}"
+            assert key in props or isinstance(schema.get("additionalProperties"), dict), (
+                f"{path}/{key}"
+            )
             sub = props.get(key, {})
             if isinstance(value, dict) and sub.get("properties"):
                 walk(value, sub, f"{path}/{key}")

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from chartcases import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -109,7 +108,7 @@ def test_runtime_runs_as_numeric_non_root_user(stages: list[Stage]) -> None:
     assert int(uid) != 0 and int(gid) != 0
     # The user is declared after every RUN, so nothing after it needs root.
     keywords = [kw for kw, _ in stages[-1].instructions]
-    assert "RUN" not in keywords[keywords.index("USER"):]
+    assert "RUN" not in keywords[keywords.index("USER") :]
 
 
 def test_volumes_and_entrypoint(stages: list[Stage]) -> None:
@@ -170,7 +169,17 @@ def test_wheel_builds_from_the_docker_context(tmp_path: Path) -> None:
     assert not any(p.startswith(("tests/", "charts/", "deploy/", ".venv/")) for p in copied)
     assert not any("__pycache__" in p or p.endswith(".pyc") for p in copied)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(context)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(context),
+        ],
         check=True,
         timeout=180,
     )
@@ -184,4 +193,4 @@ def test_wheel_builds_from_the_docker_context(tmp_path: Path) -> None:
     assert "memkube_operator/crds/workerpools.memkube.dev.yaml" in names
     assert "memkube = memkube.cli:main" in scripts
     assert "operator = memkube_operator.cli:main" in scripts
-    assert 'Provides-Extra: operator' in metadata
+    assert "Provides-Extra: operator" in metadata

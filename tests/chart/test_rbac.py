@@ -12,20 +12,22 @@ import asyncio
 from typing import Any
 
 import pytest
-
 from chartcases import NAMESPACE, by_kind
 from rbac import ApiRequest, Grant, check, grants_for
 
 ACCOUNT = "mk-memkube"
 
 
-def role(kind: str, name: str, rules: list[dict[str, Any]], namespace: str | None = None) -> dict[str, Any]:
+def role(
+    kind: str, name: str, rules: list[dict[str, Any]], namespace: str | None = None
+) -> dict[str, Any]:
     meta = {"name": name, **({"namespace": namespace} if namespace else {})}
     return {"kind": kind, "metadata": meta, "rules": rules}
 
 
-def binding(kind: str, role_kind: str, name: str, namespace: str | None = None,
-            account: str = ACCOUNT) -> dict[str, Any]:
+def binding(
+    kind: str, role_kind: str, name: str, namespace: str | None = None, account: str = ACCOUNT
+) -> dict[str, Any]:
     meta = {"name": name, **({"namespace": namespace} if namespace else {})}
     return {
         "kind": kind,
@@ -46,8 +48,12 @@ def grants(*objects: dict[str, Any]) -> list[Grant]:
 
 
 def test_cluster_role_binding_allows_everywhere_and_cluster_wide() -> None:
-    g = grants(role("ClusterRole", "r", [PODS_RULE]), binding("ClusterRoleBinding", "ClusterRole", "r"))
-    report = check([ApiRequest("list", "", "pods"), ApiRequest("get", "", "pods", namespace="a", name="p")], g)
+    g = grants(
+        role("ClusterRole", "r", [PODS_RULE]), binding("ClusterRoleBinding", "ClusterRole", "r")
+    )
+    report = check(
+        [ApiRequest("list", "", "pods"), ApiRequest("get", "", "pods", namespace="a", name="p")], g
+    )
     assert report.denied == [] and report.allowed == 2
 
 
@@ -60,7 +66,9 @@ def test_role_binding_allows_only_its_namespace() -> None:
 
 
 def test_role_binding_to_a_cluster_role_is_namespaced() -> None:
-    g = grants(role("ClusterRole", "r", [PODS_RULE]), binding("RoleBinding", "ClusterRole", "r", "a"))
+    g = grants(
+        role("ClusterRole", "r", [PODS_RULE]), binding("RoleBinding", "ClusterRole", "r", "a")
+    )
     assert check([ApiRequest("list", "", "pods", namespace="b")], g).denied
 
 
@@ -74,23 +82,37 @@ def test_verbs_groups_and_subresources_must_match_exactly() -> None:
     wrong_group = ApiRequest("patch", "apps", "workerpools", namespace="a", name="p")
     wrong_verb = ApiRequest("update", "memkube.dev", "workerpools", namespace="a", name="p")
     ok = ApiRequest("delete", "", "pods", namespace="a", name="p")
-    assert check([status, wrong_group, wrong_verb, ok], g).denied == [status, wrong_group, wrong_verb]
+    assert check([status, wrong_group, wrong_verb, ok], g).denied == [
+        status,
+        wrong_group,
+        wrong_verb,
+    ]
 
 
 def test_wildcards_follow_rbac() -> None:
-    rules = [{"apiGroups": ["*"], "resources": ["*/status"], "verbs": ["*"]},
-             {"apiGroups": [""], "resources": ["pods/*"], "verbs": ["get"]}]
+    rules = [
+        {"apiGroups": ["*"], "resources": ["*/status"], "verbs": ["*"]},
+        {"apiGroups": [""], "resources": ["pods/*"], "verbs": ["get"]},
+    ]
     g = grants(role("ClusterRole", "r", rules), binding("ClusterRoleBinding", "ClusterRole", "r"))
-    allowed = [ApiRequest("patch", "memkube.dev", "workerpools", "status", "a"),
-               ApiRequest("get", "", "pods", "log", "a", "p")]
-    denied = [ApiRequest("patch", "memkube.dev", "workerpools", namespace="a"),
-              ApiRequest("get", "", "pods", namespace="a", name="p")]
+    allowed = [
+        ApiRequest("patch", "memkube.dev", "workerpools", "status", "a"),
+        ApiRequest("get", "", "pods", "log", "a", "p"),
+    ]
+    denied = [
+        ApiRequest("patch", "memkube.dev", "workerpools", namespace="a"),
+        ApiRequest("get", "", "pods", namespace="a", name="p"),
+    ]
     assert check(allowed + denied, g).denied == denied
 
 
 def test_resource_names_never_allow_collection_verbs() -> None:
-    rule = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "list"],
-            "resourceNames": ["token"]}
+    rule = {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "verbs": ["get", "create", "list"],
+        "resourceNames": ["token"],
+    }
     g = grants(role("ClusterRole", "r", [rule]), binding("ClusterRoleBinding", "ClusterRole", "r"))
     named = ApiRequest("get", "", "secrets", namespace="a", name="token")
     other = ApiRequest("get", "", "secrets", namespace="a", name="other")
@@ -110,8 +132,11 @@ def test_other_subjects_and_dangling_bindings_grant_nothing() -> None:
 
 
 def test_discovery_is_open_but_other_non_resource_paths_are_not() -> None:
-    requests = [ApiRequest("get", path="/apis/memkube.dev/v1alpha1"), ApiRequest("get", path="/version"),
-                ApiRequest("get", path="/metrics")]
+    requests = [
+        ApiRequest("get", path="/apis/memkube.dev/v1alpha1"),
+        ApiRequest("get", path="/version"),
+        ApiRequest("get", path="/metrics"),
+    ]
     report = check(requests, [])
     assert [r.path for r in report.denied] == ["/metrics"]
 
@@ -120,19 +145,45 @@ def test_unused_permissions_are_reported_once_across_namespaces() -> None:
     objects = []
     for ns in ("a", "b"):
         objects += [role("Role", "r", [PODS_RULE], ns), binding("RoleBinding", "Role", "r", ns)]
-    report = check([ApiRequest("get", "", "pods", namespace="a", name="p"),
-                    ApiRequest("list", "", "pods", namespace="b")], grants(*objects))
+    report = check(
+        [
+            ApiRequest("get", "", "pods", namespace="a", name="p"),
+            ApiRequest("list", "", "pods", namespace="b"),
+        ],
+        grants(*objects),
+    )
     assert {p.verb for p in report.unused} == {"watch"}
 
 
 def test_records_from_the_double_are_understood() -> None:
-    record = {"method": "PATCH", "path": "/apis/memkube.dev/v1alpha1/namespaces/a/workerpools/p/status",
-              "verb": "patch", "apiGroup": "memkube.dev", "apiVersion": "v1alpha1", "resource": "workerpools",
-              "subresource": "status", "namespace": "a", "name": "p", "code": 200}
+    record = {
+        "method": "PATCH",
+        "path": "/apis/memkube.dev/v1alpha1/namespaces/a/workerpools/p/status",
+        "verb": "patch",
+        "apiGroup": "memkube.dev",
+        "apiVersion": "v1alpha1",
+        "resource": "workerpools",
+        "subresource": "status",
+        "namespace": "a",
+        "name": "p",
+        "code": 200,
+    }
     request = ApiRequest.from_record(record)
-    assert request == ApiRequest("patch", "memkube.dev", "workerpools", "status", "a", "p", record["path"])
-    discovery = ApiRequest.from_record({**record, "resource": "", "subresource": "", "namespace": "",
-                                        "name": "", "apiGroup": "", "path": "/apis", "verb": "get"})
+    assert request == ApiRequest(
+        "patch", "memkube.dev", "workerpools", "status", "a", "p", record["path"]
+    )
+    discovery = ApiRequest.from_record(
+        {
+            **record,
+            "resource": "",
+            "subresource": "",
+            "namespace": "",
+            "name": "",
+            "apiGroup": "",
+            "path": "/apis",
+            "verb": "get",
+        }
+    )
     assert discovery.resource == "" and discovery.namespace is None
 
 
@@ -188,7 +239,9 @@ def namespaced_requests() -> list[ApiRequest]:
 
 def _explain(report: Any) -> str:
     denied = sorted({str(r) for r in report.denied})
-    return "denied:\n  " + "\n  ".join(denied) + "\nunused:\n  " + "\n  ".join(map(str, report.unused))
+    return (
+        "denied:\n  " + "\n  ".join(denied) + "\nunused:\n  " + "\n  ".join(map(str, report.unused))
+    )
 
 
 @pytest.mark.slow

@@ -11,7 +11,6 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-
 from chartcases import CHART, ROOT
 
 CRD_SOURCE = ROOT / "operator" / "memkube_operator" / "crds" / "workerpools.memkube.dev.yaml"
@@ -28,7 +27,10 @@ def test_crd_copies_are_identical_to_the_operators() -> None:
 def test_generated_files_are_current() -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "charts" / "sync.py"), "--check"],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
 
@@ -43,16 +45,28 @@ def kustomized() -> list[dict[str, Any]]:
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl is not on PATH (it builds kustomizations offline)")
     proc = subprocess.run(
-        ["kubectl", "kustomize", str(DEPLOY)], capture_output=True, text=True, timeout=60, check=True
+        ["kubectl", "kustomize", str(DEPLOY)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
 
 
-def test_kustomization_installs_crd_namespace_and_operator(kustomized: list[dict[str, Any]]) -> None:
+def test_kustomization_installs_crd_namespace_and_operator(
+    kustomized: list[dict[str, Any]],
+) -> None:
     kinds = sorted(o["kind"] for o in kustomized)
     assert kinds == sorted(
-        ["CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole",
-         "ClusterRoleBinding", "Deployment"]
+        [
+            "CustomResourceDefinition",
+            "Namespace",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+        ]
     )
     namespaced = [o for o in kustomized if o["kind"] in ("ServiceAccount", "Deployment")]
     assert {o["metadata"]["namespace"] for o in namespaced} == {"memkube-system"}

@@ -1,0 +1,132 @@
+"""Fixtures for the kind end-to-end tier: a real cluster, the real image, the real chart.
+
+Run it where Docker, kind, helm and kubectl exist (a laptop, or the GitHub workflow)::
+
+    pytest tests/e2e_kind --kind
+
+Without `--kind` (or MEMKUBE_E2E_KIND=1) every test here is skipped, and so it is where a
+tool or a running Docker engine is missing; the skip names what is missing.
+
+Environment knobs: MEMKUBE_E2E_CLUSTER (reuse an existing kind cluster of that name and keep
+it afterwards), MEMKUBE_E2E_IMAGE (an image already built; skips `docker build`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# pytest runs with --import-mode=importlib: this tier's helper modules sit beside it.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from kubetools import Kube, missing_tools, run
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER = "memkube-e2e"
+RELEASE, OPERATOR_NS = "memkube", "memkube-system"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--kind",
+        action="store_true",
+        default=False,
+        help="run the kind end-to-end tests (needs docker, kind, helm, kubectl)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    mine = [item for item in items if Path(str(item.fspath)).is_relative_to(here)]
+    if not mine:
+        return
+    wanted = _option(config) or os.environ.get("MEMKUBE_E2E_KIND") == "1"
+    reason = None
+    if not wanted:
+        reason = "kind e2e not requested: run `pytest tests/e2e_kind --kind`"
+    else:
+        missing = missing_tools()
+        if missing:
+            reason = "kind e2e needs " + ", ".join(missing)
+    if reason:
+        for item in mine:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def _option(config: pytest.Config) -> bool:
+    try:
+        return bool(config.getoption("--kind"))
+    except ValueError:  # the option is registered only when this folder is on the command line
+        return False
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
+    """A kind cluster (created here unless MEMKUBE_E2E_CLUSTER names one) and its kubeconfig."""
+    name = os.environ.get("MEMKUBE_E2E_CLUSTER", CLUSTER)
+    reuse = "MEMKUBE_E2E_CLUSTER" in os.environ
+    kubeconfig = tmp_path_factory.mktemp("kind") / "kubeconfig"
+    if not reuse:
+        run(
+            [
+                "kind",
+                "create",
+                "cluster",
+                "--name",
+                name,
+                "--wait",
+                "180s",
+                "--kubeconfig",
+                str(kubeconfig),
+            ],
+            timeout=600,
+        )
+    else:
+        kubeconfig.write_text(run(["kind", "get", "kubeconfig", "--name", name]))
+    try:
+        yield Kube(kubeconfig)
+    finally:
+        if not reuse:
+            subprocess.run(["kind", "delete", "cluster", "--name", name], timeout=300, check=False)
+
+
+@pytest.fixture(scope="session")
+def image(kube: Kube) -> str:
+    """The memkube image, built from this checkout and loaded into the kind node."""
+    tag = os.environ.get("MEMKUBE_E2E_IMAGE")
+    if not tag:
+        tag = "memkube:e2e"
+        run(["docker", "build", "-t", tag, str(ROOT)], timeout=1200)
+    name = os.environ.get("MEMKUBE_E2E_CLUSTER", CLUSTER)
+    run(["kind", "load", "docker-image", tag, "--name", name], timeout=600)
+    return tag
+
+
+@pytest.fixture(scope="session")
+def operator(kube: Kube, image: str) -> str:
+    """`helm install` of charts/memkube with the freshly built image; its namespace."""
+    repository, _, tag = image.rpartition(":")
+    kube.kubectl("create", "namespace", OPERATOR_NS)
+    kube.kubectl("label", "namespace", OPERATOR_NS, "pod-security.kubernetes.io/enforce=restricted")
+    kube.helm(
+        "install",
+        RELEASE,
+        str(ROOT / "charts" / "memkube"),
+        "--namespace",
+        OPERATOR_NS,
+        "--set",
+        f"image.repository={repository}",
+        "--set",
+        f"image.tag={tag}",
+        "--set",
+        "image.pullPolicy=Never",
+        "--wait",
+        "--timeout",
+        "5m",
+    )
+    return OPERATOR_NS

@@ -1,0 +1,234 @@
+"""memkube on a real Kubernetes cluster (kind): install, compute, spill, scale down, survive.
+
+The story, in order (the tests share one pool and run top to bottom):
+
+1. `helm install` the chart with the image built from this checkout (conftest.py).
+2. Apply examples/workerpool.yaml, shrunk to fit a CI runner (3 workers of 256Mi instead of
+   4 of 8Gi, a 2Gi spill disk, no node selector), in a namespace enforcing the restricted
+   Pod Security Standard; wait for the pool's Ready condition.
+3. The pods carry exactly the operator's translation (`memkube operator render`): memory
+   requests = limits = limit + overhead, ephemeral-storage for the spill disk, the flags.
+4. Through `kubectl port-forward`, a client persists 768 MiB of incompressible blocks on
+   workers that may hold 256 MiB each (twice over: replication factor 2): they spill, and
+   every block's checksum computed on the workers is right.
+5. `kubectl scale wp/etl --replicas=2`: the operator retires a worker through the scheduler
+   before deleting its pod; every block is still there and still right.
+6. No worker was OOM-killed; a plain pod with the same memory limit holding the same data
+   is OOMKilled by the kernel.
+
+Each step is one the rest of the suite runs against the API double (tests/chart renders and
+installs the chart, tests/chart/test_rbac.py and tests/operator/ drive the operator through
+create, scale-down and OOM events); here they meet a real kubelet, kernel and network.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import random
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import pytest
+import yaml
+from kubetools import Kube
+
+ROOT = Path(__file__).resolve().parents[2]
+NS = "e2e"
+POOL = "etl"
+BLOCK = 32 * 2**20
+BLOCKS = 24  # 768 MiB: three times what the three workers may hold together
+WORKERS = f"memkube.dev/pool={POOL},app.kubernetes.io/component=worker"
+
+# The functions below run on the workers: ship them by value, not as imports of this module.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def make_block(i: int) -> bytes:
+    """Deterministic and incompressible, so spilling really writes it and checks are exact."""
+    return random.Random(i).randbytes(BLOCK)
+
+
+def digest(block: bytes) -> str:
+    return hashlib.sha256(block).hexdigest()
+
+
+EXPECTED = {i: digest(make_block(i)) for i in range(BLOCKS)}
+
+
+def e2e_pool() -> dict[str, Any]:
+    """examples/workerpool.yaml with sizes a CI runner can hold."""
+    body = yaml.safe_load((ROOT / "examples" / "workerpool.yaml").read_text())
+    body = copy.deepcopy(body)
+    body["metadata"]["namespace"] = NS
+    spec = body["spec"]
+    spec["replicas"] = 3
+    spec["worker"].update(memoryLimit="256Mi", memoryOverhead="256Mi", cpu="250m", threads=1)
+    spec["worker"]["spill"].update(medium="Disk", size="2Gi")
+    spec["scheduler"].update(memory="256Mi", cpu="250m")
+    spec["podTemplate"].pop("nodeSelector", None)
+    return body
+
+
+@pytest.fixture(scope="module")
+def pool(kube: Kube, operator: str, image: str) -> dict[str, Any]:
+    kube.kubectl("create", "namespace", NS)
+    kube.kubectl("label", "namespace", NS, "pod-security.kubernetes.io/enforce=restricted")
+    body = e2e_pool()
+    body["spec"]["image"] = image
+    body["spec"]["imagePullPolicy"] = "Never"
+    kube.apply(body)
+    kube.wait(f"workerpool/{POOL}", "condition=Ready", NS, timeout=600)
+    return body
+
+
+@dataclass
+class Session:
+    """A client connected through `kubectl port-forward`, as a user outside the cluster is."""
+
+    client: Any
+    port: int
+    token: str
+
+    def pool_snapshot(self) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/api/v1/pool",
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def session(kube: Kube, pool: dict[str, Any]) -> Iterator[Session]:
+    import memkube
+
+    token = kube.secret_value(f"{POOL}-token", "token", NS)
+    with kube.port_forward(f"svc/{POOL}-scheduler", 8786, NS) as port:
+        with memkube.Client(f"tcp://127.0.0.1:{port}", token=token) as client:
+            yield Session(client, port, token)
+
+
+@pytest.fixture(scope="module")
+def blocks(session: Session) -> list[Any]:
+    """The persisted blocks: futures held for the whole module, so the pool must keep them."""
+    return list(session.client.map(make_block, range(BLOCKS)))
+
+
+def live_workers(kube: Kube) -> list[dict[str, Any]]:
+    return [
+        p
+        for p in kube.get("pods", namespace=NS, selector=WORKERS)
+        if not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+def test_pods_carry_the_operators_translation(kube: Kube, pool: dict[str, Any]) -> None:
+    from memkube_operator.cli import render_objects
+    from memkube_operator.settings import PodDefaults
+
+    rendered = render_objects([copy.deepcopy(pool)], NS, PodDefaults(image=pool["spec"]["image"]))
+    (expected,) = {
+        json.dumps(o["spec"]["containers"][0]["resources"], sort_keys=True)
+        for o in rendered
+        if o["kind"] == "Pod" and "worker" in o["metadata"].get("generateName", "")
+    }
+    workers = live_workers(kube)
+    assert len(workers) == 3
+    for pod in workers:
+        (container,) = pod["spec"]["containers"]
+        assert json.dumps(container["resources"], sort_keys=True) == expected
+        resources = container["resources"]
+        assert resources["limits"]["memory"] == resources["requests"]["memory"] == "512Mi"
+        assert (
+            resources["limits"]["ephemeral-storage"] == resources["requests"]["ephemeral-storage"]
+        )
+        assert "--memory-limit" in container["args"]
+        spill = next(v for v in pod["spec"]["volumes"] if v["name"] == "spill")
+        assert spill["emptyDir"]["sizeLimit"] == "2Gi"
+        assert pod["status"]["qosClass"] == "Guaranteed"
+    status = kube.get("workerpool", POOL, NS)["status"]
+    assert status["derived"]["podMemory"] == "512Mi"
+
+
+def test_a_computation_larger_than_memory_spills_and_stays_correct(
+    session: Session, blocks: list[Any]
+) -> None:
+    digests = session.client.gather(session.client.map(digest, blocks))
+    assert dict(enumerate(digests)) == EXPECTED
+    snapshot = session.pool_snapshot()
+    assert snapshot["memory"]["spilled"] > 0
+    limit = max(w["memory"]["limit"] for w in snapshot["workers"])
+    assert all(w["memory"]["managed"] <= limit for w in snapshot["workers"])
+
+
+def test_scale_down_retires_a_worker_and_loses_nothing(
+    kube: Kube, session: Session, blocks: list[Any]
+) -> None:
+    before = {p["metadata"]["name"] for p in live_workers(kube)}
+    kube.kubectl("scale", f"workerpool/{POOL}", "--replicas=2", "-n", NS)
+    kube.wait(f"workerpool/{POOL}", "jsonpath={.status.replicas}=2", NS, timeout=600)
+    after = kube.wait_until(
+        "two worker pods", lambda: (w := live_workers(kube)) and len(w) == 2 and w
+    )
+    assert {p["metadata"]["name"] for p in after} < before
+    events = kube.get("events", namespace=NS)
+    assert any(e.get("reason") == "Retired" for e in events)
+    digests = session.client.gather(session.client.map(digest, blocks))
+    assert dict(enumerate(digests)) == EXPECTED
+
+
+def test_no_worker_was_oom_killed(kube: Kube, session: Session) -> None:
+    for pod in kube.get("pods", namespace=NS, selector=f"memkube.dev/pool={POOL}"):
+        for status in pod["status"].get("containerStatuses", []):
+            last = status.get("lastState", {}).get("terminated") or {}
+            assert last.get("reason") != "OOMKilled", pod["metadata"]["name"]
+    assert kube.get("workerpool", POOL, NS)["status"].get("oomKills", 0) == 0
+
+
+def test_a_plain_pod_with_the_same_limit_is_oom_killed(kube: Kube, pool: dict[str, Any]) -> None:
+    hold = (
+        "import random\n"
+        f"blocks = [random.Random(i).randbytes({BLOCK}) for i in range({BLOCKS})]\n"
+        "print(len(blocks))\n"
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "plain-python", "namespace": NS},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "python",
+                    "image": pool["spec"]["image"],
+                    "imagePullPolicy": "Never",
+                    "command": ["python", "-c", hold],
+                    "resources": {
+                        "requests": {"memory": "512Mi", "cpu": "250m"},
+                        "limits": {"memory": "512Mi", "cpu": "250m"},
+                    },
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
+    kube.apply(pod)
+    kube.wait("pod/plain-python", "jsonpath={.status.phase}=Failed", NS, timeout=300)
+    (status,) = kube.get("pod", "plain-python", NS)["status"]["containerStatuses"]
+    assert status["state"]["terminated"]["reason"] == "OOMKilled"
