@@ -1,15 +1,59 @@
-"""Fixtures for the operator tier (helpers live in opcases.py, importable by name)."""
+"""Fixtures for the operator tier.
+
+Helpers live next to this file in uniquely named modules (opcases, opharness); the folder is
+put on sys.path here so they import by name under any ``--import-mode``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from pathlib import Path
 
-import pytest
+sys.path.insert(0, str(Path(__file__).parent))
 
-from opcases import example_body
+from collections.abc import AsyncIterator  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+from apidouble import ApiDouble  # noqa: E402
+
+from memkube_operator.reconcile import Reconciler  # noqa: E402
+from opcases import example_body  # noqa: E402
+from opharness import (  # noqa: E402
+    FakeScheduler,
+    apply_crd,
+    operator_config,
+    pool_token,
+    running_operator,
+)
 
 
 @pytest.fixture
 def example() -> dict[str, Any]:
     """examples/workerpool.yaml as the API server would hand it over."""
     return example_body()
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[ApiDouble]:
+    """A fresh API double with the WorkerPool CRD stored."""
+    async with ApiDouble() as double:
+        apply_crd(double)
+        yield double
+
+
+@pytest.fixture
+async def scheduler(api: ApiDouble) -> AsyncIterator[FakeScheduler]:
+    """The fake scheduler of the pool named ``demo``."""
+    fake = FakeScheduler(api, "demo", lambda: pool_token(api, "demo"))
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def operator(api: ApiDouble, scheduler: FakeScheduler) -> AsyncIterator[Reconciler]:
+    """The operator running in-process, every pool pointed at the fake scheduler."""
+    config = operator_config(lambda ns, svc, port: scheduler.url)
+    async with running_operator(api, config) as reconciler:
+        yield reconciler

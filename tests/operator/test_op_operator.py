@@ -1,0 +1,221 @@
+"""The operator running for real (kopf in-process) against the API double."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from apidouble import ApiDouble
+
+from memkube_operator.reconcile import Reconciler
+from opharness import GROUP, NS, PLURAL, VERSION, FakeScheduler, condition, pool_status, until, worker_pods
+
+
+def workerpool(name: str = "demo", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "WorkerPool",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"replicas": 3, "worker": {"memoryLimit": "1Gi", "spill": {"size": "1Gi"}}, **spec},
+    }
+
+
+def live(api: ApiDouble, pool: str = "demo") -> list[str]:
+    return sorted(
+        p["metadata"]["name"] for p in worker_pods(api, pool) if not p["metadata"].get("deletionTimestamp")
+    )
+
+
+async def ready_pool(api: ApiDouble, replicas: int = 3) -> None:
+    """Create ``demo`` and play kubelet until the operator reports it ready."""
+    api.create_object(workerpool(replicas=replicas))
+    await until(api, lambda: len(live(api)) == replicas)
+    api.mark_pods_ready(NS)
+    await until(api, lambda: pool_status(api, "demo").get("readyReplicas") == replicas
+                and condition(api, "demo", "Ready").get("status") == "True")
+
+
+async def test_create_builds_every_child(api: ApiDouble, operator: Reconciler) -> None:
+    await ready_pool(api)
+    assert api.get_object("", "v1", "secrets", NS, "demo-token") is not None
+    assert api.get_object("", "v1", "services", NS, "demo-scheduler") is not None
+    assert api.get_object("", "v1", "pods", NS, "demo-scheduler") is not None
+    status = pool_status(api, "demo")
+    assert status["phase"] == "Running"
+    assert status["derived"]["podMemory"] == "1280Mi"
+    assert status["memory"] == {"managed": 300, "unmanaged": 7, "spilled": 3}
+    assert status["selector"] == "memkube.dev/pool=demo,app.kubernetes.io/component=worker"
+
+
+def events(api: ApiDouble, reason: str) -> list[dict[str, Any]]:
+    return [e for e in api.objects("", "v1", "events", NS) if e.get("reason") == reason]
+
+
+async def scale(api: ApiDouble, replicas: int, pool: str = "demo") -> None:
+    """What `kubectl scale` does: a merge patch of the scale subresource, over HTTP."""
+    url = f"{api.url}/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}/{pool}/scale"
+    async with aiohttp.ClientSession() as session:
+        async with session.patch(
+            url, json={"spec": {"replicas": replicas}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        ) as response:
+            assert response.status == 200, await response.text()
+
+
+async def test_pods_deleted_by_hand_come_back(api: ApiDouble, operator: Reconciler) -> None:
+    await ready_pool(api)
+    victim = live(api)[0]
+    api.delete_object("", "v1", "pods", NS, victim)
+    await until(api, lambda: len(live(api)) == 3 and victim not in live(api))
+    scheduler = api.get_object("", "v1", "pods", NS, "demo-scheduler")
+    api.delete_object("", "v1", "pods", NS, "demo-scheduler")
+    await until(api, lambda: (api.get_object("", "v1", "pods", NS, "demo-scheduler") or {})
+                .get("metadata", {}).get("uid") not in (None, scheduler["metadata"]["uid"]))
+
+
+async def test_scale_up_creates_pods(api: ApiDouble, operator: Reconciler) -> None:
+    await ready_pool(api, replicas=2)
+    await scale(api, 5)
+    await until(api, lambda: len(live(api)) == 5)
+    await until(api, lambda: pool_status(api, "demo").get("replicas") == 5)
+    assert condition(api, "demo", "Ready")["status"] == "False"  # 3 new pods not ready yet
+
+
+async def test_scale_down_deletes_exactly_the_retired_pods(
+    api: ApiDouble, operator: Reconciler, scheduler: FakeScheduler
+) -> None:
+    await ready_pool(api, replicas=4)
+    before = live(api)
+    await scale(api, 2)
+    await until(api, lambda: len(live(api)) == 2)
+    assert scheduler.retire_calls == [{"n": 2}]
+    # The fake retires the first two by name; exactly those are gone.
+    assert live(api) == before[2:]
+    await until(api, lambda: len(events(api, "Retired")) == 2)
+    await until(api, lambda: pool_status(api, "demo").get("replicas") == 2)
+
+
+async def test_scale_down_waits_while_the_scheduler_is_unreachable(api: ApiDouble) -> None:
+    from opharness import free_port, operator_config, running_operator
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    async with running_operator(api, operator_config(lambda *_: closed)):
+        await ready_pool(api, replicas=3)
+        before = live(api)
+        await scale(api, 1)
+        await until(api, lambda: condition(api, "demo", "Progressing").get("reason")
+                    == "ScaleDownWaiting")
+        assert live(api) == before  # nothing deleted
+        status = pool_status(api, "demo")
+        assert status["scaleDown"]["waitingSince"]
+        assert "nothing deleted" in condition(api, "demo", "Progressing")["message"]
+
+
+async def test_force_timeout_deletes_unretired_pods_when_opted_in(api: ApiDouble) -> None:
+    from opharness import free_port, operator_config, running_operator
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    async with running_operator(api, operator_config(lambda *_: closed)):
+        api.create_object(workerpool(replicas=3, scaleDown={"forceAfterSeconds": 1}))
+        await until(api, lambda: len(live(api)) == 3)
+        api.mark_pods_ready(NS)
+        await scale(api, 1)
+        await until(api, lambda: len(live(api)) == 1, timeout=15)
+        await until(api, lambda: len(events(api, "ForcedScaleDown")) == 1)
+
+
+async def test_refused_retirement_deletes_nothing(
+    api: ApiDouble, operator: Reconciler, scheduler: FakeScheduler
+) -> None:
+    await ready_pool(api, replicas=3)
+    scheduler.refuse = True
+    before = live(api)
+    await scale(api, 2)
+    await until(api, lambda: len(scheduler.retire_calls) >= 2)  # retried with backoff
+    assert live(api) == before
+    assert "RetireError" in condition(api, "demo", "Progressing")["message"]
+    scheduler.refuse = False
+    await until(api, lambda: len(live(api)) == 2)
+
+
+async def test_spec_change_rolls_pods_one_by_one_through_retirement(
+    api: ApiDouble, operator: Reconciler, scheduler: FakeScheduler
+) -> None:
+    await ready_pool(api, replicas=3)
+    old = set(live(api))
+    api.patch_object(GROUP, VERSION, PLURAL, NS, "demo",
+                     {"spec": {"worker": {"memoryLimit": "2Gi"}}})
+    seen_max = 0
+
+    def rolled() -> bool:
+        nonlocal seen_max
+        api.mark_pods_ready(NS)  # play kubelet: new pods become ready as they appear
+        seen_max = max(seen_max, len(live(api)))
+        return not (set(live(api)) & old) and len(live(api)) == 3
+
+    await until(api, rolled, timeout=20)
+    assert seen_max <= 4  # one surge pod at a time
+    assert [c for c in scheduler.retire_calls if "n" in c] == []
+    assert sorted(n for c in scheduler.retire_calls for n in c["names"]) == sorted(old)
+    for pod in worker_pods(api, "demo"):
+        command = pod["spec"]["containers"][0]["command"]
+        assert command[command.index("--memory-limit") + 1] == "2Gi"
+    await until(api, lambda: pool_status(api, "demo").get("updatedReplicas") == 3)
+
+
+async def test_invalid_spec_is_a_condition_and_an_event_not_a_half_built_pool(
+    api: ApiDouble, operator: Reconciler
+) -> None:
+    api.create_object(workerpool(worker={"memoryLimit": "1Mi"}))
+    await until(api, lambda: pool_status(api, "demo").get("phase") == "Invalid")
+    degraded = condition(api, "demo", "Degraded")
+    assert degraded["reason"] == "InvalidSpec"
+    assert degraded["message"].startswith("spec.worker.memoryLimit")
+    await until(api, lambda: len(events(api, "InvalidSpec")) == 1)
+    assert api.objects("", "v1", "pods", NS) == []
+    assert api.get_object("", "v1", "secrets", NS, "demo-token") is None
+
+
+async def test_invalid_update_keeps_the_running_pool(api: ApiDouble, operator: Reconciler) -> None:
+    await ready_pool(api, replicas=2)
+    before = live(api)
+    api.patch_object(GROUP, VERSION, PLURAL, NS, "demo",
+                     {"spec": {"worker": {"env": [{"name": "POD_NAME", "value": "x"}]}}})
+    await until(api, lambda: pool_status(api, "demo").get("phase") == "Invalid")
+    assert "spec.worker.env[0].name" in condition(api, "demo", "Degraded")["message"]
+    assert live(api) == before
+    api.patch_object(GROUP, VERSION, PLURAL, NS, "demo", {"spec": {"worker": {"env": []}}})
+    await until(api, lambda: pool_status(api, "demo").get("phase") not in (None, "Invalid"))
+
+
+async def test_oom_kills_are_counted_once_reported_and_evented(
+    api: ApiDouble, operator: Reconciler, scheduler: FakeScheduler
+) -> None:
+    await ready_pool(api, replicas=2)
+    victim = live(api)[0]
+    api.set_oom_killed(NS, victim)
+    await until(api, lambda: pool_status(api, "demo").get("oomKills") == 1)
+    await until(api, lambda: len(scheduler.reports) == 1)
+    assert scheduler.reports[0]["kind"] == "oom-kill"
+    assert scheduler.reports[0]["worker"] == victim
+    assert condition(api, "demo", "Degraded")["reason"] == "OOMKilled"
+    # More passes (a pod replaced by hand) must not count the same kill again.
+    other = live(api)[1]
+    api.delete_object("", "v1", "pods", NS, other)
+    await until(api, lambda: len(live(api)) == 2 and other not in live(api))
+    api.mark_pods_ready(NS)
+    await until(api, lambda: pool_status(api, "demo").get("readyReplicas") == 2
+                and other not in pool_status(api, "demo").get("oomRecorded", {}))
+    assert pool_status(api, "demo")["oomKills"] == 1
+    assert len(events(api, "OOMKilled")) == 1
+    api.set_oom_killed(NS, victim)
+    await until(api, lambda: pool_status(api, "demo").get("oomKills") == 2)
+
+
+async def test_deleting_the_pool_removes_every_child(api: ApiDouble, operator: Reconciler) -> None:
+    await ready_pool(api, replicas=2)
+    api.delete_object(GROUP, VERSION, PLURAL, NS, "demo")
+    await until(api, lambda: api.get_object(GROUP, VERSION, PLURAL, NS, "demo") is None)
+    assert api.objects("", "v1", "pods", NS) == []
+    assert api.get_object("", "v1", "services", NS, "demo-scheduler") is None
+    assert api.get_object("", "v1", "secrets", NS, "demo-token") is None
