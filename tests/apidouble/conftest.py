@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import aiohttp
 import pytest
 import yaml
 from apidouble import ApiDouble
-from apidouble.testing import Http
+from apidouble.testing import Http, Kubectl
 
 WIDGETS_CRD = Path(__file__).parent / "widgets-crd.yaml"
 
@@ -46,21 +45,6 @@ async def widgets(api: ApiDouble, widgets_crd: dict[str, Any]) -> str:
 def threaded_api() -> Iterator[ApiDouble]:
     with ApiDouble.run_in_thread() as double:
         yield double
-
-
-class Kubectl:
-    def __init__(self, api: ApiDouble, cache: Path) -> None:
-        self.api, self.cache = api, cache
-
-    def __call__(self, *args: str, check: bool = True, stdin: str | None = None,
-                 timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        cmd = ["kubectl", "--kubeconfig", str(self.api.kubeconfig_path),
-               "--cache-dir", str(self.cache), *args]
-        done = subprocess.run(cmd, check=False, capture_output=True, text=True, input=stdin,
-                              timeout=timeout)
-        if check and done.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} failed: {done.stderr}")
-        return done
 
 
 @pytest.fixture

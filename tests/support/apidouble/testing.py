@@ -1,15 +1,21 @@
 """Helpers for tests that speak raw HTTP to the double: a small JSON client.
 
 ``Http(session, api.url)`` sends JSON (or a patch type) and returns ``(status, body)``;
-``watch`` reads a number of events from a watch stream. Not used by the double itself.
+``watch`` reads a number of events from a watch stream. ``Kubectl(api, cache_dir)`` runs the
+kubectl on the PATH against a (thread-run) double. Not used by the double itself.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
+
+if TYPE_CHECKING:
+    from .double import ApiDouble
 
 
 class Http:
@@ -64,3 +70,20 @@ class Http:
                     break
                 events.append(json.loads(line))
         return events
+
+
+class Kubectl:
+    """Runs kubectl with the double's kubeconfig and a private discovery cache."""
+
+    def __init__(self, api: ApiDouble, cache: Path) -> None:
+        self.api, self.cache = api, cache
+
+    def __call__(self, *args: str, check: bool = True, stdin: str | None = None,
+                 timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        cmd = ["kubectl", "--kubeconfig", str(self.api.kubeconfig_path),
+               "--cache-dir", str(self.cache), *args]
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, input=stdin,
+                              timeout=timeout)
+        if check and done.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed: {done.stderr}")
+        return done
