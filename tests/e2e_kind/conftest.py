@@ -8,7 +8,8 @@ Without `--kind` (or MEMKUBE_E2E_KIND=1) every test here is skipped, and so it i
 tool or a running Docker engine is missing; the skip names what is missing.
 
 Environment knobs: MEMKUBE_E2E_CLUSTER (reuse an existing kind cluster of that name and keep
-it afterwards), MEMKUBE_E2E_IMAGE (an image already built; skips `docker build`).
+it afterwards), MEMKUBE_E2E_KEEP=1 (keep the cluster this run creates, to inspect a failure),
+MEMKUBE_E2E_IMAGE (an image already built; skips `docker build`).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
     try:
         yield Kube(kubeconfig)
     finally:
-        if not reuse:
+        if not reuse and os.environ.get("MEMKUBE_E2E_KEEP") != "1":
             subprocess.run(["kind", "delete", "cluster", "--name", name], timeout=300, check=False)
 
 
