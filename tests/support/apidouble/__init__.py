@@ -32,7 +32,7 @@ Direct access from tests (no HTTP, not in the request log; thread-safe)::
     api.set_oom_killed(namespace, pod, container=None)  # lastState OOMKilled, restartCount+1
     api.requests                            # RequestLog of RequestRecord dicts:
                                             # verb (RBAC), apiGroup, resource, subresource,
-                                            # namespace, name, method, path, code;
+                                            # namespace, name, method, path, query, code;
                                             # api.requests.permissions() -> {(group, res, verb)}
     api.compact()                           # forget history: old watches get 410 Gone
     api.resource_version                    # the current (global) resourceVersion

@@ -17,6 +17,7 @@ from typing import TypedDict
 class RequestRecord(TypedDict):
     method: str
     path: str
+    query: str
     verb: str
     apiGroup: str
     apiVersion: str

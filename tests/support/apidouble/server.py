@@ -81,6 +81,7 @@ class ApiServer:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         record = RequestRecord(method=request.method, path=request.path,
+                               query=request.query_string,
                                verb=request.method.lower(), apiGroup="", apiVersion="",
                                resource="", subresource="", namespace="", name="", code=0)
         # Logged on arrival (so a long watch keeps its place); filled in as it is served.
