@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from memkube.memory.child import ChildCgroup, child_cgroup_unavailable_reason
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +63,7 @@ class PythonRunner:
             capture_output=True,
             text=True,
             timeout=timeout,
+            check=False,
             preexec_fn=cgroup.enter_in_child if cgroup is not None else None,
         )
 

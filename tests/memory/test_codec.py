@@ -7,24 +7,24 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from memkube import serialize
 from memkube.errors import ConfigError, SpillCorruptError
 from memkube.memory import codec
 
 
 def blob_of(value: object, mode: str = "auto") -> bytearray:
-    return bytearray(b"".join(bytes(c) for c in codec.encode(serialize.dumps(value), mode)))
+    return bytearray(b"".join(bytes(c) for c in codec.encode(serialize.dumps(value), mode)[0]))
 
 
 def codecs_used(value: object, mode: str = "auto") -> list[str]:
-    header = codec.encode(serialize.dumps(value), mode)[1]
+    header = codec.encode(serialize.dumps(value), mode)[0][1]
     return [entry[0] for entry in msgpack.unpackb(header)["frames"]]
 
 
 def test_random_floats_are_stored_uncompressed_and_uncopied() -> None:
     array = np.random.default_rng(0).random(1 << 16)
-    chunks = codec.encode(serialize.dumps(array))
+    chunks, crcs = codec.encode(serialize.dumps(array))
+    assert crcs == tuple(codec.checksum(f) for f in serialize.dumps(array))
     assert codecs_used(array) == ["none", "none"]
     # the array's buffer itself is written, not a copy of it
     assert np.shares_memory(np.frombuffer(chunks[-1], dtype=array.dtype), array)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from memkube.errors import ConfigError
 from memkube.memory import MemoryConfig
 from memkube.memory.policy import Thresholds
@@ -30,8 +29,16 @@ def test_defaults_with_an_explicit_limit() -> None:
 
 def test_seam_example_from_internals() -> None:
     config = MemoryConfig.from_options(
-        limit="4GiB", target=0.6, spill=0.7, pause=0.8, terminate=0.95, max_spill="20Gi",
-        spill_dir=None, compression="auto", nworkers_on_host=1, env={},
+        limit="4GiB",
+        target=0.6,
+        spill=0.7,
+        pause=0.8,
+        terminate=0.95,
+        max_spill="20Gi",
+        spill_dir=None,
+        compression="auto",
+        nworkers_on_host=1,
+        env={},
     )
     assert config.max_spill == 20 * GiB
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from memkube.errors import SpillFullError
 from memkube.memory.files import File
 

@@ -7,7 +7,6 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from memkube.errors import ConfigError
 from memkube.memory.limits import (
     MAX_BYTES,
@@ -41,7 +40,7 @@ MACHINE = 16 * GiB
         (1024.0, 1024),
     ],
 )
-def test_parse_bytes_spellings(text: str | int | float, expected: int) -> None:
+def test_parse_bytes_spellings(text: str | float, expected: int) -> None:
     assert parse_bytes(text) == expected
 
 

@@ -19,10 +19,16 @@ from memkube.memory.policy import (
 LIMIT = 1000
 
 
-def reading(t: float = 0.0, process: int = 0, managed: int = 0, spillable: int | None = None,
-            **kw: object) -> Reading:
-    return Reading(time=t, process=process, managed=managed,
-                   spillable=managed if spillable is None else spillable, **kw)  # type: ignore[arg-type]
+def reading(
+    t: float = 0.0, process: int = 0, managed: int = 0, spillable: int | None = None, **kw: object
+) -> Reading:
+    return Reading(
+        time=t,
+        process=process,
+        managed=managed,
+        spillable=managed if spillable is None else spillable,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def kinds(actions: list[object]) -> list[type]:
@@ -109,8 +115,9 @@ def test_full_spill_store_pauses_instead_of_spilling() -> None:
 
 
 def test_unmanaged_memory_escalates_gc_trim_terminate() -> None:
-    policy = MemoryPolicy(LIMIT, escalation=Escalation(gc_after=1, trim_after=3,
-                                                        terminate_after=10))
+    policy = MemoryPolicy(
+        LIMIT, escalation=Escalation(gc_after=1, trim_after=3, terminate_after=10)
+    )
     assert kinds(policy.step(reading(t=100, process=850))) == [Pause]
     assert policy.step(reading(t=100.5, process=850)) == []
     assert kinds(policy.step(reading(t=101, process=850))) == [CollectGarbage]
@@ -123,8 +130,7 @@ def test_unmanaged_memory_escalates_gc_trim_terminate() -> None:
 
 
 def test_escalation_restarts_when_memory_becomes_spillable() -> None:
-    policy = MemoryPolicy(LIMIT, escalation=Escalation(gc_after=1, trim_after=2,
-                                                        terminate_after=5))
+    policy = MemoryPolicy(LIMIT, escalation=Escalation(gc_after=1, trim_after=2, terminate_after=5))
     policy.step(reading(t=0, process=850))
     policy.step(reading(t=1.5, process=850))  # gc
     # a new value arrives: spilling can help, the clock stops
@@ -134,18 +140,22 @@ def test_escalation_restarts_when_memory_becomes_spillable() -> None:
 
 
 def test_escalation_without_terminate_warns_periodically() -> None:
-    policy = MemoryPolicy(LIMIT, escalation=Escalation(gc_after=0, trim_after=0,
-                                                        terminate_after=None, warn_every=30))
-    assert kinds(policy.step(reading(t=0, process=850))) == [Pause, CollectGarbage, TrimMalloc,
-                                                             Warn]
+    policy = MemoryPolicy(
+        LIMIT, escalation=Escalation(gc_after=0, trim_after=0, terminate_after=None, warn_every=30)
+    )
+    assert kinds(policy.step(reading(t=0, process=850))) == [
+        Pause,
+        CollectGarbage,
+        TrimMalloc,
+        Warn,
+    ]
     assert policy.step(reading(t=10, process=850)) == []
     assert kinds(policy.step(reading(t=31, process=850))) == [Warn]
     assert policy.paused and not policy.terminated
 
 
 def test_resume_resets_escalation() -> None:
-    policy = MemoryPolicy(LIMIT, escalation=Escalation(gc_after=1, trim_after=2,
-                                                        terminate_after=3))
+    policy = MemoryPolicy(LIMIT, escalation=Escalation(gc_after=1, trim_after=2, terminate_after=3))
     policy.step(reading(t=0, process=850))
     policy.step(reading(t=1, process=850))
     assert kinds(policy.step(reading(t=2, process=500))) == [Resume]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-
 from memkube.memory.sizeof import SAMPLE, SizeofRegistry, sizeof
 
 

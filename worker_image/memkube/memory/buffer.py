@@ -10,6 +10,11 @@ value happen outside it: the value is parked as "in flight" (still readable) whi
 written, and bound to its key afterwards only if nobody replaced or deleted the key
 meanwhile. Reads from disk are outside the lock too.
 
+A value read back from disk keeps its file as a clean copy, so evicting it again is free
+when it is unchanged (its frames are checked against the file's checksums first; a value
+changed in place is written anew). Clean copies are the first thing dropped when the store
+is full.
+
 Failures never lose a value: when the slow layer is full (``max-spill`` or ENOSPC) or
 broken, the value stays in memory, ``spill_full`` is set, and a single log line says so;
 a value that cannot be pickled stays in memory for good. :meth:`evict` never raises. A
@@ -81,6 +86,7 @@ class SpillBuffer(MutableMapping[str, Any]):
         self._versions: dict[str, int] = {}
         self._counter = itertools.count()
         self._unspillable: set[str] = set()
+        self._clean: dict[str, Blob] = {}  # in memory, with an identical copy on disk
         self._lock = threading.RLock()
         self._full_at = 0.0
         self.spill_full = False
@@ -165,15 +171,15 @@ class SpillBuffer(MutableMapping[str, Any]):
             self.stats.unspill_count += 1
             self.stats.unspill_bytes += blob.nbytes
             self.stats.unspill_seconds += time.perf_counter() - start
-            if fits and self._versions.get(key) == version and self.slow.unbind(key, blob):
+            if fits and self._versions.get(key) == version and key not in self._fast:
+                # the file stays as a clean copy: evicting the value again costs no write
                 self._fast[key] = value
                 self._lru[key] = weight
                 self._fast_bytes += weight
+                self._clean[key] = blob
                 moved = True
-        if moved:
-            self._discard(blob)
-            if self.target is not None:
-                self.spill_to(self.target)
+        if moved and self.target is not None:
+            self.spill_to(self.target)
         return value
 
     def __delitem__(self, key: str) -> None:
@@ -198,6 +204,7 @@ class SpillBuffer(MutableMapping[str, Any]):
             del self._fast[key]
             self._fast_bytes -= weight
         self._inflight.pop(key, None)  # the writer sees this and discards its blob
+        self._clean.pop(key, None)
         self._unspillable.discard(key)
         self._versions.pop(key, None)
         return self.slow.unbind(key)
@@ -220,6 +227,7 @@ class SpillBuffer(MutableMapping[str, Any]):
             self._inflight.clear()
             self._versions.clear()
             self._unspillable.clear()
+            self._clean.clear()
         self.slow.clear()
 
     # serialized access for peers
@@ -283,17 +291,10 @@ class SpillBuffer(MutableMapping[str, Any]):
             self._fast_bytes -= weight
             version = self._versions[key]
             self._inflight[key] = _InFlight(value, weight, version)
+            clean = self._clean.pop(key, None)
         start = time.perf_counter()
         try:
-            blob = self.slow.prepare(value)
-        except SpillFullError as exc:
-            self._put_back(key, version)
-            self._mark_full(str(exc))
-            return 0
-        except SpillError as exc:
-            self._put_back(key, version)
-            self._mark_full(f"spill store failed: {exc}")
-            return 0
+            frames = dumps(value)
         except Exception as exc:  # noqa: BLE001 - pickling runs user code, which may raise anything
             self._put_back(key, version)
             with self._lock:
@@ -301,7 +302,36 @@ class SpillBuffer(MutableMapping[str, Any]):
                     self._unspillable.add(key)
             logger.warning("cannot spill %r, keeping it in memory: %r", key, exc)
             return 0
-        return self._bind(key, version, weight, blob, start)
+        if clean is not None:
+            if clean.holds(frames):
+                return self._bind(key, version, weight, clean, start, written=False)
+            # changed in place since it was read back: the old copy is wrong now
+            with self._lock:
+                stale = self.slow.unbind(key, clean)
+            if stale is not None:
+                self._discard(stale)
+        try:
+            blob = self._write(frames)
+        except SpillError as exc:  # SpillFullError included
+            self._put_back(key, version)
+            self._mark_full(str(exc) if isinstance(exc, SpillFullError) else f"disk failed: {exc}")
+            return 0
+        return self._bind(key, version, weight, blob, start, written=True)
+
+    def _write(self, frames: list[Frame]) -> Blob:
+        """Write frames; when full, drop the clean copies of values in memory and retry once."""
+        try:
+            return self.slow.prepare_frames(frames)
+        except SpillFullError:
+            with self._lock:
+                copies = [(k, b) for k, b in self._clean.items()]
+                self._clean.clear()
+                dropped = [b for k, b in copies if self.slow.unbind(k, b) is not None]
+            if not dropped:
+                raise
+            for blob in dropped:
+                self.slow.discard(blob)
+            return self.slow.prepare_frames(frames)
 
     def _pick(self, key: str | None) -> str | None:
         if key is not None:
@@ -311,21 +341,25 @@ class SpillBuffer(MutableMapping[str, Any]):
                 return candidate
         return None
 
-    def _bind(self, key: str, version: int, weight: int, blob: Blob, start: float) -> int:
+    def _bind(
+        self, key: str, version: int, weight: int, blob: Blob, start: float, *, written: bool
+    ) -> int:
         with self._lock:
             entry = self._inflight.get(key)
             current = entry is not None and entry.version == version
             if current:
                 del self._inflight[key]
-                self.slow.commit(key, blob)
-                self.stats.spill_count += 1
-                self.stats.spill_bytes += blob.nbytes
-                self.stats.spill_seconds += time.perf_counter() - start
-                if self.spill_full:
+                if written:
+                    self.slow.commit(key, blob)
+                    self.stats.spill_count += 1
+                    self.stats.spill_bytes += blob.nbytes
+                    self.stats.spill_seconds += time.perf_counter() - start
+                if self.spill_full and written:
                     self.spill_full = False
                     logger.warning("spill store has room again; spilling resumes")
         if not current:
-            self.slow.discard(blob)  # the key was deleted or replaced while we wrote
+            if written:
+                self.slow.discard(blob)  # the key was deleted or replaced while we wrote
             return 0
         return weight
 

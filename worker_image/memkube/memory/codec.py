@@ -74,18 +74,35 @@ def choose_codec(frame: memoryview, mode: str) -> Codec:
     return "zstd" if zstd_ratio < 0.8 * lz4_ratio else "lz4"
 
 
-def encode(frames: Sequence[Frame], mode: str = "auto") -> list[Frame]:
-    """The chunks to write for ``frames`` (uncompressed frames are passed through uncopied)."""
+def checksum(frame: Frame) -> int:
+    return zlib.crc32(frame)
+
+
+def encode(frames: Sequence[Frame], mode: str = "auto") -> tuple[list[Frame], tuple[int, ...]]:
+    """The chunks to write for ``frames`` and the CRC-32 of each raw frame.
+
+    Uncompressed frames are passed through uncopied. The raw checksums let the store tell,
+    without reading the file back, whether a value still matches what it wrote.
+    """
     entries = []
     stored: list[Frame] = []
+    raw_crcs = []
     for frame in frames:
         view = memoryview(frame).cast("B")
         codec = choose_codec(view, mode)
-        data: Frame = view if codec == "none" else _compress(codec, view)
-        entries.append([codec, view.nbytes, memoryview(data).nbytes, zlib.crc32(data)])
+        raw_crc = zlib.crc32(view)
+        if codec == "none":
+            data: Frame = view
+            crc = raw_crc
+        else:
+            data = _compress(codec, view)
+            crc = zlib.crc32(data)
+        entries.append([codec, view.nbytes, memoryview(data).nbytes, crc])
         stored.append(data)
+        raw_crcs.append(raw_crc)
     header = msgpack.packb({"frames": entries})
-    return [_PREFIX.pack(MAGIC, len(header), zlib.crc32(header)), header, *stored]
+    prefix = _PREFIX.pack(MAGIC, len(header), zlib.crc32(header))
+    return [prefix, header, *stored], tuple(raw_crcs)
 
 
 def stored_size(chunks: Sequence[Frame]) -> int:

@@ -29,10 +29,18 @@ from . import codec
 
 @dataclass(frozen=True)
 class Blob:
-    """A written blob: its name in the blob mapping and its size there."""
+    """A written blob: its name in the blob mapping, its size there, and the CRC-32 of
+    each serialized frame it holds (to recognise an unchanged value without reading)."""
 
     name: str
     nbytes: int
+    checksums: tuple[int, ...] = ()
+
+    def holds(self, frames: list[Frame]) -> bool:
+        """Whether ``frames`` are exactly the frames stored in this blob."""
+        return len(frames) == len(self.checksums) and all(
+            codec.checksum(f) == c for f, c in zip(frames, self.checksums, strict=True)
+        )
 
 
 class SpillDisk(MutableMapping[str, Any]):
@@ -64,12 +72,16 @@ class SpillDisk(MutableMapping[str, Any]):
     # two-phase writes
 
     def prepare(self, value: Any) -> Blob:
-        """Serialize, encode and write ``value`` under a fresh name; not yet bound to a key.
+        """Serialize ``value`` and :meth:`prepare_frames` it."""
+        return self.prepare_frames(dumps(value))
 
-        Raises SpillFullError (cap or disk full), or what pickling the value raises.
+    def prepare_frames(self, frames: list[Frame]) -> Blob:
+        """Encode and write serialized frames under a fresh name; not yet bound to a key.
+
+        Raises SpillFullError (cap or disk full) or SpillError (the disk failed).
         """
         start = time.perf_counter()
-        chunks = codec.encode(dumps(value), self.compression)
+        chunks, checksums = codec.encode(frames, self.compression)
         size = codec.stored_size(chunks)
         with self._lock:
             if self.max_bytes is not None and self._nbytes + size > self.max_bytes:
@@ -89,7 +101,7 @@ class SpillDisk(MutableMapping[str, Any]):
             self.write_count += 1
             self.write_bytes += size
             self.write_seconds += time.perf_counter() - start
-        return Blob(name, size)
+        return Blob(name, size, checksums)
 
     def commit(self, key: str, blob: Blob) -> None:
         """Bind a prepared blob to ``key``, replacing (and deleting) what it held."""

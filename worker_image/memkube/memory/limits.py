@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from decimal import Decimal
 
 import psutil
 
@@ -97,7 +98,7 @@ def parse_bytes(value: str | float, *, what: str = "size") -> int:
             f"{what} {value!r} has an unknown unit {unit!r}; use B, kB, MB, GB, TB, "
             "KiB, MiB, GiB, TiB or Ki, Mi, Gi, Ti"
         )
-    number = float(match["number"]) * factor
+    number = Decimal(match["number"]) * factor  # exact: floats lose bytes above 2**53
     if number != int(number):
         raise ConfigError(f"{what} {value!r} is not a whole number of bytes")
     return _check_range(int(number), value, what)

@@ -239,7 +239,9 @@ class WorkerMemory:
         match action:
             case Spill(nbytes):
                 if self._spilling is None or self._spilling.done():
-                    self._spilling = asyncio.create_task(asyncio.to_thread(self.data.spill_bytes, nbytes))
+                    self._spilling = asyncio.create_task(
+                        asyncio.to_thread(self.data.spill_bytes, nbytes)
+                    )
                     self._spilling.add_done_callback(self._spill_done)
             case Pause(reason):
                 logger.warning("pausing: %s", reason)

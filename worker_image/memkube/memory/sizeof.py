@@ -143,8 +143,9 @@ def _sizeof_dict(obj: dict[Any, Any]) -> int:
         pairs = list(obj.items())
     else:
         pairs = [p for _, p in zip(range(SAMPLE), obj.items())]
-    flat = [x for pair in pairs for x in pair]
-    sampled = _sized_items(flat, len(flat))
+    # keys and values separately: each sample is at most SAMPLE long, so not resampled
+    sampled = _sized_items([k for k, _ in pairs], len(pairs))
+    sampled += _sized_items([v for _, v in pairs], len(pairs))
     return sys.getsizeof(obj) + sampled * len(obj) // max(1, len(pairs))
 
 
