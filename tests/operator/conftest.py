@@ -11,15 +11,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from collections.abc import AsyncIterator  # noqa: E402
-from typing import Any  # noqa: E402
+from collections.abc import AsyncIterator
+from typing import Any
 
-import pytest  # noqa: E402
-from apidouble import ApiDouble  # noqa: E402
-
-from memkube_operator.reconcile import Reconciler  # noqa: E402
-from opcases import example_body  # noqa: E402
-from opharness import (  # noqa: E402
+import pytest
+from apidouble import ApiDouble
+from memkube_operator.reconcile import Reconciler
+from opcases import example_body
+from opharness import (
     FakeScheduler,
     apply_crd,
     operator_config,

@@ -20,7 +20,6 @@ from typing import Any
 import kopf
 from aiohttp import web
 from apidouble import ApiDouble
-
 from memkube_operator.crd import CRD_PATH
 from memkube_operator.handlers import build_registry
 from memkube_operator.reconcile import Reconciler
@@ -46,9 +45,7 @@ def pool_status(api: ApiDouble, pool: str, namespace: str = NS) -> dict[str, Any
 
 
 def condition(api: ApiDouble, pool: str, kind: str) -> dict[str, Any]:
-    return next(
-        (c for c in pool_status(api, pool).get("conditions", []) if c["type"] == kind), {}
-    )
+    return next((c for c in pool_status(api, pool).get("conditions", []) if c["type"] == kind), {})
 
 
 async def until(api: ApiDouble, check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -115,7 +112,9 @@ class FakeScheduler:
             chosen = known[: body["n"]]  # "least unique data": the first by name here
         else:
             return web.json_response({"error": "names or n"}, status=400)
-        return web.json_response({"retired": [{"name": n, "address": f"tcp://{n}"} for n in chosen]})
+        return web.json_response(
+            {"retired": [{"name": n, "address": f"tcp://{n}"} for n in chosen]}
+        )
 
     async def _events(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -149,7 +148,9 @@ def pool_token(api: ApiDouble, pool: str) -> str | None:
     return base64.b64decode(secret["data"]["token"]).decode()
 
 
-def operator_config(scheduler_url: Callable[[str, str, int], str], **reconciling: Any) -> OperatorConfig:
+def operator_config(
+    scheduler_url: Callable[[str, str, int], str], **reconciling: Any
+) -> OperatorConfig:
     timing = {"resync_seconds": 2.0, "retry_delay": 0.3, **reconciling}
     return OperatorConfig(
         scheduler=SchedulerAccess(url=scheduler_url, request_timeout=2.0, retire_timeout=10.0),
@@ -183,7 +184,7 @@ async def running_operator(api: ApiDouble, config: OperatorConfig) -> AsyncItera
                     ready_flag=ready,
                 )
             )
-        except BaseException as exc:  # handed to the test thread below
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread below
             errors.append(exc)
             ready.set()
 

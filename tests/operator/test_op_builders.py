@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 from kubernetes_validate import validate
-
 from memkube_operator import naming
 from memkube_operator.builders import build_all, build_worker_pod
 from memkube_operator.builders.worker import worker_resources
@@ -149,8 +148,8 @@ def test_the_token_is_never_inline() -> None:
 
 
 def test_spec_hash_moves_only_with_what_changes_the_pod() -> None:
-    def digest(pool: Any, defaults: PodDefaults = PodDefaults()) -> str:
-        return build_worker_pod(pool, defaults)["metadata"]["annotations"][
+    def digest(pool: Any, defaults: PodDefaults | None = None) -> str:
+        return build_worker_pod(pool, defaults or PodDefaults())["metadata"]["annotations"][
             naming.SPEC_HASH_ANNOTATION
         ]
 

@@ -9,9 +9,7 @@ import celpy
 import jsonschema
 import pytest
 from kubernetes_validate import validate
-
 from memkube_operator.crd import apply_defaults, load_crd, schema
-
 from opcases import pool_body
 
 

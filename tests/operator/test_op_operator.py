@@ -6,9 +6,25 @@ from typing import Any
 
 import aiohttp
 from apidouble import ApiDouble
-
+from memkube_operator.builders import build_token_secret, build_worker_pod
 from memkube_operator.reconcile import Reconciler
-from opharness import GROUP, NS, PLURAL, VERSION, FakeScheduler, condition, pool_status, until, worker_pods
+from memkube_operator.settings import PodDefaults
+from memkube_operator.spec import parse_pool
+from opharness import (
+    GROUP,
+    NS,
+    PLURAL,
+    VERSION,
+    FakeScheduler,
+    condition,
+    free_port,
+    operator_config,
+    pool_status,
+    pool_token,
+    running_operator,
+    until,
+    worker_pods,
+)
 
 
 def workerpool(name: str = "demo", **spec: Any) -> dict[str, Any]:
@@ -22,7 +38,9 @@ def workerpool(name: str = "demo", **spec: Any) -> dict[str, Any]:
 
 def live(api: ApiDouble, pool: str = "demo") -> list[str]:
     return sorted(
-        p["metadata"]["name"] for p in worker_pods(api, pool) if not p["metadata"].get("deletionTimestamp")
+        p["metadata"]["name"]
+        for p in worker_pods(api, pool)
+        if not p["metadata"].get("deletionTimestamp")
     )
 
 
@@ -31,8 +49,13 @@ async def ready_pool(api: ApiDouble, replicas: int = 3) -> None:
     api.create_object(workerpool(replicas=replicas))
     await until(api, lambda: len(live(api)) == replicas)
     api.mark_pods_ready(NS)
-    await until(api, lambda: pool_status(api, "demo").get("readyReplicas") == replicas
-                and condition(api, "demo", "Ready").get("status") == "True")
+    await until(
+        api,
+        lambda: (
+            pool_status(api, "demo").get("readyReplicas") == replicas
+            and condition(api, "demo", "Ready").get("status") == "True"
+        ),
+    )
 
 
 async def test_create_builds_every_child(api: ApiDouble, operator: Reconciler) -> None:
@@ -54,12 +77,15 @@ def events(api: ApiDouble, reason: str) -> list[dict[str, Any]]:
 async def scale(api: ApiDouble, replicas: int, pool: str = "demo") -> None:
     """What `kubectl scale` does: a merge patch of the scale subresource, over HTTP."""
     url = f"{api.url}/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}/{pool}/scale"
-    async with aiohttp.ClientSession() as session:
-        async with session.patch(
-            url, json={"spec": {"replicas": replicas}},
+    async with (
+        aiohttp.ClientSession() as session,
+        session.patch(
+            url,
+            json={"spec": {"replicas": replicas}},
             headers={"Content-Type": "application/merge-patch+json"},
-        ) as response:
-            assert response.status == 200, await response.text()
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
 
 
 async def test_pods_deleted_by_hand_come_back(api: ApiDouble, operator: Reconciler) -> None:
@@ -69,8 +95,15 @@ async def test_pods_deleted_by_hand_come_back(api: ApiDouble, operator: Reconcil
     await until(api, lambda: len(live(api)) == 3 and victim not in live(api))
     scheduler = api.get_object("", "v1", "pods", NS, "demo-scheduler")
     api.delete_object("", "v1", "pods", NS, "demo-scheduler")
-    await until(api, lambda: (api.get_object("", "v1", "pods", NS, "demo-scheduler") or {})
-                .get("metadata", {}).get("uid") not in (None, scheduler["metadata"]["uid"]))
+    await until(
+        api,
+        lambda: (
+            (api.get_object("", "v1", "pods", NS, "demo-scheduler") or {})
+            .get("metadata", {})
+            .get("uid")
+            not in (None, scheduler["metadata"]["uid"])
+        ),
+    )
 
 
 async def test_scale_up_creates_pods(api: ApiDouble, operator: Reconciler) -> None:
@@ -96,15 +129,14 @@ async def test_scale_down_deletes_exactly_the_retired_pods(
 
 
 async def test_scale_down_waits_while_the_scheduler_is_unreachable(api: ApiDouble) -> None:
-    from opharness import free_port, operator_config, running_operator
-
     closed = f"http://127.0.0.1:{free_port()}"
     async with running_operator(api, operator_config(lambda *_: closed)):
         await ready_pool(api, replicas=3)
         before = live(api)
         await scale(api, 1)
-        await until(api, lambda: condition(api, "demo", "Progressing").get("reason")
-                    == "ScaleDownWaiting")
+        await until(
+            api, lambda: condition(api, "demo", "Progressing").get("reason") == "ScaleDownWaiting"
+        )
         assert live(api) == before  # nothing deleted
         status = pool_status(api, "demo")
         assert status["scaleDown"]["waitingSince"]
@@ -112,8 +144,6 @@ async def test_scale_down_waits_while_the_scheduler_is_unreachable(api: ApiDoubl
 
 
 async def test_force_timeout_deletes_unretired_pods_when_opted_in(api: ApiDouble) -> None:
-    from opharness import free_port, operator_config, running_operator
-
     closed = f"http://127.0.0.1:{free_port()}"
     async with running_operator(api, operator_config(lambda *_: closed)):
         api.create_object(workerpool(replicas=3, scaleDown={"forceAfterSeconds": 1}))
@@ -143,8 +173,9 @@ async def test_spec_change_rolls_pods_one_by_one_through_retirement(
 ) -> None:
     await ready_pool(api, replicas=3)
     old = set(live(api))
-    api.patch_object(GROUP, VERSION, PLURAL, NS, "demo",
-                     {"spec": {"worker": {"memoryLimit": "2Gi"}}})
+    api.patch_object(
+        GROUP, VERSION, PLURAL, NS, "demo", {"spec": {"worker": {"memoryLimit": "2Gi"}}}
+    )
     seen_max = 0
 
     def rolled() -> bool:
@@ -179,8 +210,14 @@ async def test_invalid_spec_is_a_condition_and_an_event_not_a_half_built_pool(
 async def test_invalid_update_keeps_the_running_pool(api: ApiDouble, operator: Reconciler) -> None:
     await ready_pool(api, replicas=2)
     before = live(api)
-    api.patch_object(GROUP, VERSION, PLURAL, NS, "demo",
-                     {"spec": {"worker": {"env": [{"name": "POD_NAME", "value": "x"}]}}})
+    api.patch_object(
+        GROUP,
+        VERSION,
+        PLURAL,
+        NS,
+        "demo",
+        {"spec": {"worker": {"env": [{"name": "POD_NAME", "value": "x"}]}}},
+    )
     await until(api, lambda: pool_status(api, "demo").get("phase") == "Invalid")
     assert "spec.worker.env[0].name" in condition(api, "demo", "Degraded")["message"]
     assert live(api) == before
@@ -204,8 +241,13 @@ async def test_oom_kills_are_counted_once_reported_and_evented(
     api.delete_object("", "v1", "pods", NS, other)
     await until(api, lambda: len(live(api)) == 2 and other not in live(api))
     api.mark_pods_ready(NS)
-    await until(api, lambda: pool_status(api, "demo").get("readyReplicas") == 2
-                and other not in pool_status(api, "demo").get("oomRecorded", {}))
+    await until(
+        api,
+        lambda: (
+            pool_status(api, "demo").get("readyReplicas") == 2
+            and other not in pool_status(api, "demo").get("oomRecorded", {})
+        ),
+    )
     assert pool_status(api, "demo")["oomKills"] == 1
     assert len(events(api, "OOMKilled")) == 1
     api.set_oom_killed(NS, victim)
@@ -219,3 +261,29 @@ async def test_deleting_the_pool_removes_every_child(api: ApiDouble, operator: R
     assert api.objects("", "v1", "pods", NS) == []
     assert api.get_object("", "v1", "services", NS, "demo-scheduler") is None
     assert api.get_object("", "v1", "secrets", NS, "demo-token") is None
+
+
+async def test_an_operator_restarted_halfway_finishes_without_duplicates(
+    api: ApiDouble, scheduler: FakeScheduler
+) -> None:
+    # The state a crashed operator left: the pool, its Secret and one of three workers.
+    body = api.create_object(workerpool(replicas=3))
+    pool = parse_pool(body)
+    api.create_object(dict(build_token_secret(pool, "token-from-before")))
+    api.create_object(dict(build_worker_pod(pool, PodDefaults())))
+    config = operator_config(lambda *_: scheduler.url, max_creates_per_pass=1)
+    async with running_operator(api, config):
+        await until(api, lambda: len(live(api)) >= 2)
+    # Stopped again partway (one pod per pass); a new operator takes over.
+    async with running_operator(api, operator_config(lambda *_: scheduler.url)):
+        await until(api, lambda: len(live(api)) == 3)
+        api.mark_pods_ready(NS)
+        await until(api, lambda: condition(api, "demo", "Ready").get("status") == "True")
+        assert len(live(api)) == 3
+    assert pool_token(api, "demo") == "token-from-before"
+    schedulers = [
+        p
+        for p in api.objects("", "v1", "pods", NS)
+        if p["metadata"]["labels"]["app.kubernetes.io/component"] == "scheduler"
+    ]
+    assert len(schedulers) == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
-
 from memkube_operator.quantity import (
     QuantityError,
     format_bytes,

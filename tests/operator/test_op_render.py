@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import yaml
 from kubernetes_validate import validate
-
 from memkube_operator.cli import main, render_file
 from memkube_operator.crd import load_crd
 from opcases import EXAMPLE

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from memkube_operator.spec import SpecError, parse_pool
 from opcases import pool_body
 
