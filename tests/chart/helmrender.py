@@ -2,10 +2,10 @@
 
 helm-sdkpy has no `helm template`: rendering is an `Install` with the in-memory release
 driver against an API server, and the manifest comes back in the release. The API server is
-kmock's Kubernetes emulator on 127.0.0.1, with two fixes (core discovery must say
-`groupVersion: v1`, not `/v1`, or Helm cannot map any core kind; and it claims a
-Kubernetes version the chart supports, 1.30 unless asked) and the Prometheus
-Operator kinds registered so that ServiceMonitor/PodMonitor can be installed.
+the project's Kubernetes API double (tests/support/apidouble) on 127.0.0.1, so every object
+is really created: CRDs from crds/ are registered, namespaced objects need their namespace.
+Schemaless stand-in CRDs let the kinds the double lacks (ServiceMonitor, PodMonitor,
+NetworkPolicy) be installed.
 
 Why a child process: Helm reads `HELM_DRIVER` once, from the environment the process started
 with (a Go shared library snapshots it at load), so setting `os.environ` in pytest is too late;
@@ -27,20 +27,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-
-# Kinds a cluster with the Prometheus Operator serves; Helm maps kinds through discovery.
-MONITORING = {
-    "monitoring.coreos.com/v1/servicemonitors": {"kind": "ServiceMonitor", "namespaced": True},
-    "monitoring.coreos.com/v1/podmonitors": {"kind": "PodMonitor", "namespaced": True},
-}
-VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
+# Kinds the chart may render that the double may not serve: the Prometheus Operator's, and
+# NetworkPolicy (not among the double's built-ins yet).
+STAND_INS = [
+    ("monitoring.coreos.com", "ServiceMonitor", "servicemonitors"),
+    ("monitoring.coreos.com", "PodMonitor", "podmonitors"),
+    ("networking.k8s.io", "NetworkPolicy", "networkpolicies"),
+]
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 def render_cases(
@@ -48,7 +49,9 @@ def render_cases(
 ) -> list[dict[str, Any]]:
     """Run this module in a child with HELM_DRIVER=memory; one result per case (lint first)."""
     request = {"chart": str(chart), "cases": cases, "lint": lint}
-    env = {**os.environ, "HELM_DRIVER": "memory", "KUBECONFIG": os.devnull}
+    support = str(HERE.parents[1] / "tests" / "support")
+    path = os.pathsep.join(p for p in (support, os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "HELM_DRIVER": "memory", "KUBECONFIG": os.devnull, "PYTHONPATH": path}
     proc = subprocess.run(
         [sys.executable, str(Path(__file__))],
         input=json.dumps(request),
@@ -63,70 +66,88 @@ def render_cases(
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 
 
-def _kubeconfig(url: str, directory: str) -> str:
-    path = Path(directory) / "kubeconfig"
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "double", "cluster": {"server": url}}],
-                "users": [{"name": "helm", "user": {"token": "unused"}}],
-                "contexts": [{"name": "double", "context": {"cluster": "double", "user": "helm"}}],
-                "current-context": "double",
-            }
-        )
-    )
-    return str(path)
+def _stand_in_crd(group: str, kind: str, plural: str) -> dict[str, Any]:
+    """A kind the double does not serve, as a schemaless CRD: Helm can map and create it;
+    its fields are checked elsewhere (kubernetes-validate, or test_chart_render's schemas)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "plural": plural,
+                "singular": kind.lower(),
+                "listKind": f"{kind}List",
+            },
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _namespaces(case: dict[str, Any]) -> set[str]:
+    """Namespaces the case's objects go to; they must exist, as on a real cluster."""
+    values = case.get("values") or {}
+    named = {case["namespace"]}
+    named |= set((values.get("watch") or {}).get("namespaces") or [])
+    named |= set((values.get("networkPolicy") or {}).get("namespaces") or [])
+    # Value sets meant to be refused may name impossible namespaces; Helm refuses them first.
+    return {n for n in named if isinstance(n, str) and DNS_LABEL.fullmatch(n)}
 
 
 async def _child(request: dict[str, Any]) -> None:
     import helm_sdkpy
-    import kmock
-
-    class Emulator(kmock.KubernetesEmulator):
-        async def _serve_server_version(self, req: Any) -> Any:
-            payload = await super()._serve_server_version(req)
-            minor = request.get("kube_minor", 30)
-            payload.update(major="1", minor=str(minor), gitVersion=f"v1.{minor}.0")
-            return payload
-
-        async def _serve_version(self, req: Any) -> Any:
-            payload = await super()._serve_version(req)
-            payload["groupVersion"] = payload["groupVersion"].lstrip("/")
-            return payload
+    from apidouble import ApiDouble
 
     chart = request["chart"]
-    with tempfile.TemporaryDirectory() as tmp:
-        if request.get("lint"):
-            async with Emulator() as api, kmock.Server(api) as server:
-                config = helm_sdkpy.Configuration(kubeconfig=_kubeconfig(str(server.url), tmp))
-                print(json.dumps({"lint": await helm_sdkpy.Lint(config).run(chart)}), flush=True)
-        for case in request["cases"]:
-            # A fresh API per case: an install leaves its objects behind.
-            async with Emulator() as api, kmock.Server(api) as server:
-                api.resources.load_bundled()
-                for key, info in MONITORING.items():
-                    api.resources[key] = {**info, "verbs": VERBS}
-                config = helm_sdkpy.Configuration(
-                    namespace=case["namespace"], kubeconfig=_kubeconfig(str(server.url), tmp)
+    if request.get("lint"):
+        async with ApiDouble() as api:
+            config = helm_sdkpy.Configuration(kubeconfig=str(api.kubeconfig_path))
+            print(json.dumps({"lint": await helm_sdkpy.Lint(config).run(chart)}), flush=True)
+    for case in request["cases"]:
+        # A fresh API per case: an install leaves its objects behind.
+        async with ApiDouble() as api:
+            served = {(rt.group, rt.plural) for rt in api.registry.types()}
+            for group, kind, plural in STAND_INS:
+                if (group, plural) not in served:
+                    api.create_object(_stand_in_crd(group, kind, plural))
+            for namespace in _namespaces(case):
+                api.create_object(
+                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
                 )
-                try:
-                    release = await helm_sdkpy.Install(config).run(
-                        case["release"],
-                        chart,
-                        values=case.get("values") or None,
-                        wait=False,
-                        timeout=60,
-                    )
-                except helm_sdkpy.HelmError as exc:
-                    print(json.dumps({"error": str(exc)}), flush=True)
-                    continue
-                result = {
-                    "manifest": release.get("manifest", ""),
-                    "notes": (release.get("info") or {}).get("notes", ""),
-                }
-                print(json.dumps(result), flush=True)
+            config = helm_sdkpy.Configuration(
+                namespace=case["namespace"], kubeconfig=str(api.kubeconfig_path)
+            )
+            try:
+                release = await helm_sdkpy.Install(config).run(
+                    case["release"],
+                    chart,
+                    values=case.get("values") or None,
+                    wait=False,
+                    timeout=60,
+                )
+            except helm_sdkpy.HelmError as exc:
+                print(json.dumps({"error": str(exc)}), flush=True)
+                continue
+            result = {
+                "manifest": release.get("manifest", ""),
+                "notes": (release.get("info") or {}).get("notes", ""),
+            }
+            print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

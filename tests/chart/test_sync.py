@@ -72,3 +72,31 @@ def test_kustomization_installs_crd_namespace_and_operator(
     assert {o["metadata"]["namespace"] for o in namespaced} == {"memkube-system"}
     for obj in kustomized:
         kubernetes_validate.validate(obj, "1.30.0", strict=True)
+
+
+def test_kubectl_apply_k_installs_into_an_api_server() -> None:
+    """The documented command, against the API double: every object is created as kubectl
+    sends it (client-side apply), including the CRD the operator will watch."""
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not on PATH")
+    from apidouble import ApiDouble
+
+    with ApiDouble.run_in_thread() as api:
+        subprocess.run(
+            ["kubectl", "--kubeconfig", str(api.kubeconfig_path), "apply", "-k", str(DEPLOY)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        deployment = api.get_object("apps", "v1", "deployments", "memkube-system", "memkube")
+        assert deployment is not None
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[:3] == ["operator", "run", "--all-namespaces"]
+        crd = api.get_object(
+            "apiextensions.k8s.io", "v1", "customresourcedefinitions", None, CRD_SOURCE.stem
+        )
+        assert crd is not None and crd["spec"]["names"]["kind"] == "WorkerPool"
+        role = api.get_object("rbac.authorization.k8s.io", "v1", "clusterroles", None, "memkube")
+        assert role is not None
+        assert api.get_object("", "v1", "serviceaccounts", "memkube-system", "memkube") is not None

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-
 from chartcases import ROOT
 
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
