@@ -28,7 +28,7 @@ import yaml
 from .builders import build_all
 from .builders.worker import worker_resources
 from .crd import API_VERSION, CRD_PATH, KIND, apply_defaults
-from .settings import DEFAULT_IMAGE, OperatorConfig, PodDefaults, Reconciling
+from .settings import DEFAULT_IMAGE, OperatorConfig, PodDefaults, Reconciling, SchedulerAccess
 from .spec import SpecError, parse_pool
 
 RENDER_UID = "00000000-0000-0000-0000-000000000000"
@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         "--force-scale-down-after",
         type=float,
         help="default seconds before deleting unretired pods when the scheduler is unreachable",
+    )
+    run.add_argument(
+        "--scheduler-url",
+        help="template for reaching schedulers from outside the cluster, e.g. "
+        "'http://127.0.0.1:8001/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy' "
+        "(default: the Service's cluster DNS name)",
     )
     run.add_argument("--log-level", default=os.environ.get("MEMKUBE_LOG_LEVEL", "INFO"))
     render = commands.add_parser("render", help="print the objects for a WorkerPool file")
@@ -80,8 +86,17 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    access = SchedulerAccess()
+    if args.scheduler_url:
+        template: str = args.scheduler_url
+        access = SchedulerAccess(
+            url=lambda namespace, service, port: template.format(
+                namespace=namespace, service=service, port=port
+            )
+        )
     config = OperatorConfig(
         pods=PodDefaults(image=args.image),
+        scheduler=access,
         reconciling=Reconciling(
             resync_seconds=args.resync, force_scale_down_after=args.force_scale_down_after
         ),
