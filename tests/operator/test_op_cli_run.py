@@ -17,7 +17,6 @@ import aiohttp
 import pytest
 import yaml
 from apidouble import ApiDouble
-
 from opharness import GROUP, NS, VERSION, free_port, until, worker_pods
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,9 +56,11 @@ async def test_memkube_operator_run_reconciles_and_serves_liveness(api: ApiDoubl
         await until(api, lambda: len(worker_pods(api, "demo")) == 2, timeout=30)
         images = {c["image"] for p in worker_pods(api, "demo") for c in p["spec"]["containers"]}
         assert images == {"registry.example/memkube:test"}
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                assert response.status == 200
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/healthz") as response,
+        ):
+            assert response.status == 200
     finally:
         process.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(process.communicate(), 30)
