@@ -1,5 +1,6 @@
 """Run inside a memory-limited cgroup: persist many x the limit of random arrays in a
-WorkerMemory, then reduce over them; print a JSON summary on stdout.
+WorkerMemory, then reduce over them (a sum per chunk, compared with the sums taken when
+they were made); print a JSON summary on stdout.
 
 Usage: persist_and_reduce.py LIMIT TOTAL_BYTES CHUNK_BYTES SPILL_DIR
 """
@@ -28,29 +29,28 @@ async def main(limit: str, total: int, chunk: int, spill_dir: str) -> None:
     n = total // chunk
     start = time.perf_counter()
 
-    def persist() -> float:
-        expected = 0.0
+    def persist() -> list[float]:
+        written = []
         for i in range(n):
             array = rng.random(chunk // 8)  # incompressible float64
-            expected += float(array.sum())
+            written.append(float(array.sum()))
             memory.data[f"chunk-{i}"] = array
             del array
-        return expected
+        return written
 
-    def reduce() -> float:
-        return sum(float(memory.data[f"chunk-{i}"].sum()) for i in range(n))
+    def reduce() -> list[float]:
+        return [float(memory.data[f"chunk-{i}"].sum()) for i in range(n)]
 
-    expected = await asyncio.to_thread(persist)
+    written = await asyncio.to_thread(persist)
     persisted = time.perf_counter() - start
-    result = await asyncio.to_thread(reduce)
+    read = await asyncio.to_thread(reduce)
     figures = memory.figures()
     await memory.close()
     print(
         json.dumps(
             {
-                "expected": expected,
-                "result": result,
-                "chunks": n,
+                "written": written,
+                "read": read,
                 "persist_seconds": persisted,
                 "seconds": time.perf_counter() - start,
                 "figures": figures,

@@ -224,6 +224,18 @@ class WorkerMemory:
         else:
             self._events = None
 
+    async def check_now(self) -> list[Action]:
+        """Take a reading and act on it at once, waiting for any spill it starts.
+
+        The worker may call it after a task finishes instead of waiting for the monitor.
+        """
+        actions = self.policy.step(self.reading())
+        for action in actions:
+            await self._act(action)
+        if self._spilling is not None:
+            await asyncio.gather(self._spilling, return_exceptions=True)
+        return actions
+
     async def _run(self) -> None:
         assert self._wake is not None
         while True:
