@@ -25,7 +25,7 @@ import pytest
 # pytest runs with --import-mode=importlib: this tier's helper modules sit beside it.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kubetools import Kube, missing_tools, run
+from kubetools import Kube, missing_tools, restricted_namespace, run
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = "memkube-e2e"
@@ -110,12 +110,12 @@ def image(kube: Kube) -> str:
 
 @pytest.fixture(scope="session")
 def operator(kube: Kube, image: str) -> str:
-    """`helm install` of charts/memkube with the freshly built image; its namespace."""
+    """`helm upgrade --install` of charts/memkube with the freshly built image; its namespace."""
     repository, _, tag = image.rpartition(":")
-    kube.kubectl("create", "namespace", OPERATOR_NS)
-    kube.kubectl("label", "namespace", OPERATOR_NS, "pod-security.kubernetes.io/enforce=restricted")
+    kube.apply(restricted_namespace(OPERATOR_NS))
     kube.helm(
-        "install",
+        "upgrade",
+        "--install",
         RELEASE,
         str(ROOT / "charts" / "memkube"),
         "--namespace",

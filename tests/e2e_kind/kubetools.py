@@ -38,6 +38,12 @@ def missing_tools() -> list[str]:
     return missing
 
 
+def restricted_namespace(name: str) -> dict[str, Any]:
+    """A namespace enforcing the restricted Pod Security Standard (apply is idempotent)."""
+    labels = {"pod-security.kubernetes.io/enforce": "restricted"}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
 def run(
     cmd: Sequence[str], *, input: str | None = None, timeout: float = 300, check: bool = True
 ) -> str:
