@@ -41,9 +41,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "kind: needs a kind cluster (run with --kind)")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    mine = [item for item in items if Path(str(item.fspath)).is_relative_to(here)]
+    """Skip the tests that need a cluster unless asked for and possible, saying why."""
+    mine = [item for item in items if item.get_closest_marker("kind")]
     if not mine:
         return
     wanted = _option(config) or os.environ.get("MEMKUBE_E2E_KIND") == "1"

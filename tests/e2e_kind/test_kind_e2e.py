@@ -3,12 +3,12 @@
 The story, in order (the tests share one pool and run top to bottom):
 
 1. `helm install` the chart with the image built from this checkout (conftest.py).
-2. Apply examples/workerpool.yaml, shrunk to fit a CI runner (3 workers of 256Mi instead of
-   4 of 8Gi, a 2Gi spill disk, no node selector), in a namespace enforcing the restricted
-   Pod Security Standard; wait for the pool's Ready condition.
+2. Apply examples/workerpool.yaml, shrunk to fit a CI runner (scenario.py: 3 workers of
+   256Mi instead of 4 of 8Gi, a 2Gi spill disk, no node selector), in a namespace enforcing
+   the restricted Pod Security Standard; wait for the pool's Ready condition.
 3. The pods carry exactly the operator's translation (`memkube operator render`): memory
    requests = limits = limit + overhead, ephemeral-storage for the spill disk, the flags.
-4. Through `kubectl port-forward`, a client persists 768 MiB of incompressible blocks on
+4. Through `kubectl port-forward`, a client persists 1 GiB of incompressible blocks on
    workers that may hold 256 MiB each (twice over: replication factor 2): they spill, and
    every block's checksum computed on the workers is right.
 5. `kubectl scale wp/etl --replicas=2`: the operator retires a worker through the scheduler
@@ -16,7 +16,8 @@ The story, in order (the tests share one pool and run top to bottom):
 6. No worker was OOM-killed; a plain pod with the same memory limit holding the same data
    is OOMKilled by the kernel.
 
-Each step is one the rest of the suite runs against the API double (tests/chart renders and
+test_kind_scenario.py checks these manifests and numbers offline. Each step is one the rest
+of the suite runs against the API double (tests/chart renders and
 installs the chart, tests/chart/test_rbac.py and tests/operator/ drive the operator through
 create, scale-down and OOM events); here they meet a real kubelet, kernel and network.
 """
@@ -31,20 +32,16 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cloudpickle
 import pytest
-import yaml
 from kubetools import Kube, restricted_namespace
+from scenario import BLOCK, BLOCKS, NS, POD_MEMORY, POOL, SPILL_SIZE, WORKERS, e2e_pool, plain_pod
 
-ROOT = Path(__file__).resolve().parents[2]
-NS = "e2e"
-POOL = "etl"
-BLOCK = 32 * 2**20
-BLOCKS = 24  # 768 MiB: three times what the three workers may hold together
-WORKERS = f"memkube.dev/pool={POOL},app.kubernetes.io/component=worker"
+WORKER_PODS = f"memkube.dev/pool={POOL},app.kubernetes.io/component=worker"
+
+pytestmark = pytest.mark.kind
 
 # The functions below run on the workers: ship them by value, not as imports of this module.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -65,26 +62,10 @@ def expected() -> dict[int, str]:
     return {i: digest(make_block(i)) for i in range(BLOCKS)}
 
 
-def e2e_pool() -> dict[str, Any]:
-    """examples/workerpool.yaml with sizes a CI runner can hold."""
-    body = yaml.safe_load((ROOT / "examples" / "workerpool.yaml").read_text())
-    body = copy.deepcopy(body)
-    body["metadata"]["namespace"] = NS
-    spec = body["spec"]
-    spec["replicas"] = 3
-    spec["worker"].update(memoryLimit="256Mi", memoryOverhead="256Mi", cpu="250m", threads=1)
-    spec["worker"]["spill"].update(medium="Disk", size="2Gi")
-    spec["scheduler"].update(memory="256Mi", cpu="250m")
-    spec["podTemplate"].pop("nodeSelector", None)
-    return body
-
-
 @pytest.fixture(scope="module")
 def pool(kube: Kube, operator: str, image: str) -> dict[str, Any]:
     kube.apply(restricted_namespace(NS))
-    body = e2e_pool()
-    body["spec"]["image"] = image
-    body["spec"]["imagePullPolicy"] = "Never"
+    body = e2e_pool(image)
     kube.apply(body)
     kube.wait(f"workerpool/{POOL}", "condition=Ready", NS, timeout=600)
     return body
@@ -126,7 +107,7 @@ def blocks(session: Session) -> list[Any]:
 def live_workers(kube: Kube) -> list[dict[str, Any]]:
     return [
         p
-        for p in kube.get("pods", namespace=NS, selector=WORKERS)
+        for p in kube.get("pods", namespace=NS, selector=WORKER_PODS)
         if not p["metadata"].get("deletionTimestamp")
     ]
 
@@ -144,20 +125,20 @@ def test_pods_carry_the_operators_translation(kube: Kube, pool: dict[str, Any]) 
     (want,) = template["spec"]["containers"]
     want_spill = next(v for v in template["spec"]["volumes"] if v["name"] == "spill")
     workers = live_workers(kube)
-    assert len(workers) == 3
+    assert len(workers) == WORKERS
     for pod in workers:
         (container,) = pod["spec"]["containers"]
         assert container["command"] == want["command"]
         assert container["resources"] == want["resources"]
         assert next(v for v in pod["spec"]["volumes"] if v["name"] == "spill") == want_spill
         resources = container["resources"]
-        assert resources["limits"]["memory"] == resources["requests"]["memory"] == "512Mi"
+        assert resources["limits"]["memory"] == resources["requests"]["memory"] == POD_MEMORY
         storage = resources["limits"]["ephemeral-storage"]
         assert storage == resources["requests"]["ephemeral-storage"]
-        assert want_spill["emptyDir"]["sizeLimit"] == "2Gi"
+        assert want_spill["emptyDir"]["sizeLimit"] == SPILL_SIZE
         assert pod["status"]["qosClass"] == "Guaranteed"
     status = kube.get("workerpool", POOL, NS)["status"]
-    assert status["derived"]["podMemory"] == "512Mi"
+    assert status["derived"]["podMemory"] == POD_MEMORY
 
 
 def test_a_computation_larger_than_memory_spills_and_stays_correct(
@@ -196,42 +177,7 @@ def test_no_worker_was_oom_killed(kube: Kube, session: Session) -> None:
 
 
 def test_a_plain_pod_with_the_same_limit_is_oom_killed(kube: Kube, pool: dict[str, Any]) -> None:
-    hold = (
-        "import random\n"
-        f"blocks = [random.Random(i).randbytes({BLOCK}) for i in range({BLOCKS})]\n"
-        "print(len(blocks))\n"
-    )
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "plain-python", "namespace": NS},
-        "spec": {
-            "restartPolicy": "Never",
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 1000,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [
-                {
-                    "name": "python",
-                    "image": pool["spec"]["image"],
-                    "imagePullPolicy": "Never",
-                    "command": ["python", "-c", hold],
-                    "resources": {
-                        "requests": {"memory": "512Mi", "cpu": "250m"},
-                        "limits": {"memory": "512Mi", "cpu": "250m"},
-                    },
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                }
-            ],
-        },
-    }
-    kube.apply(pod)
+    kube.apply(plain_pod(pool["spec"]["image"]))
     kube.wait("pod/plain-python", "jsonpath={.status.phase}=Failed", NS, timeout=300)
     (status,) = kube.get("pod", "plain-python", NS)["status"]["containerStatuses"]
     assert status["state"]["terminated"]["reason"] == "OOMKilled"

@@ -1,0 +1,78 @@
+"""The kind scenario, checked where no cluster exists: its manifests are valid, the API
+double admits the pool, and its numbers really force spilling and an OOM kill."""
+
+from __future__ import annotations
+
+import kubernetes_validate
+import pytest
+from scenario import (
+    BLOCK,
+    BLOCKS,
+    NS,
+    POD_MEMORY,
+    ROOT,
+    SPILL_SIZE,
+    WORKER_MEMORY,
+    WORKERS,
+    e2e_pool,
+    plain_pod,
+)
+
+IMAGE = "memkube:e2e"
+CRD = ROOT / "operator" / "memkube_operator" / "crds" / "workerpools.memkube.dev.yaml"
+MI = 2**20
+
+
+def _mebibytes(quantity: str) -> int:
+    units = {"Mi": 1, "Gi": 1024}
+    return int(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_the_numbers_force_spilling_and_an_oom_kill() -> None:
+    data = BLOCK * BLOCKS // MI
+    assert data > WORKERS * _mebibytes(WORKER_MEMORY)  # the pool must spill to hold it
+    assert data > _mebibytes(POD_MEMORY)  # a plain pod with a worker's limit cannot
+    # Two copies of everything (replication factor 2) still fit the spill disks after
+    # scale-down to two workers.
+    assert 2 * data < (WORKERS - 1) * _mebibytes(SPILL_SIZE)
+
+
+def test_the_operator_translates_the_pool_as_the_e2e_expects() -> None:
+    render = pytest.importorskip("memkube_operator.cli").render_objects
+    defaults = pytest.importorskip("memkube_operator.settings").PodDefaults(image=IMAGE)
+    objects = render([e2e_pool(IMAGE)], NS, defaults)
+    workers = [o for o in objects if o["metadata"].get("generateName", "").endswith("-worker-")]
+    assert len(workers) == WORKERS
+    for obj in objects:
+        kubernetes_validate.validate(obj, "1.30.0", strict=True)
+    resources = workers[0]["spec"]["containers"][0]["resources"]
+    assert resources["limits"]["memory"] == resources["requests"]["memory"] == POD_MEMORY
+    spill = next(v for v in workers[0]["spec"]["volumes"] if v["name"] == "spill")
+    assert spill["emptyDir"]["sizeLimit"] == SPILL_SIZE
+    # Small enough for a hosted runner: every pod's memory together under 3 GiB.
+    total = sum(
+        _mebibytes(c["resources"]["limits"]["memory"])
+        for o in objects
+        if o["kind"] == "Pod"
+        for c in o["spec"]["containers"]
+    )
+    assert total < 3 * 1024
+
+
+async def test_the_api_double_admits_the_pool() -> None:
+    """The CRD's schema and CEL rules accept the shrunk example, as the real API server must."""
+    double = pytest.importorskip("apidouble")
+    async with double.ApiDouble() as api:
+        api.apply_manifests(CRD.read_text())  # the operator's source of truth
+        api.create_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+        created = api.create_object(e2e_pool(IMAGE))
+        assert created["spec"]["worker"]["memoryLimit"] == WORKER_MEMORY
+
+
+def test_the_plain_pod_is_valid_and_restricted() -> None:
+    pod = plain_pod(IMAGE)
+    kubernetes_validate.validate(pod, "1.30.0", strict=True)
+    (container,) = pod["spec"]["containers"]
+    assert container["resources"]["limits"]["memory"] == POD_MEMORY
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
