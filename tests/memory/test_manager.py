@@ -26,8 +26,9 @@ def rss() -> int:
 
 
 def config(tmp_path: Path, limit: int | None, **thresholds: float | None) -> MemoryConfig:
-    base = MemoryConfig.from_options(limit=str(limit) if limit else "none",
-                                     spill_dir=str(tmp_path), env={})
+    base = MemoryConfig.from_options(
+        limit=str(limit) if limit else "none", spill_dir=str(tmp_path), env={}
+    )
     return dataclasses.replace(
         base,
         thresholds=dataclasses.replace(base.thresholds, **thresholds),
@@ -88,8 +89,9 @@ async def test_no_limit_always_fits_and_never_acts(tmp_path: Path) -> None:
 async def test_check_now_spills_managed_data_above_the_spill_threshold(tmp_path: Path) -> None:
     base = rss()
     limit = int(base / 0.5)
-    memory = WorkerMemory(config(tmp_path, limit, target=0.55, pause=None, terminate=None),
-                          cgroup=False)
+    memory = WorkerMemory(
+        config(tmp_path, limit, target=0.55, pause=None, terminate=None), cgroup=False
+    )
     memory.data.target = None  # insertions do not spill: only the monitor does here
     memory.data["data"] = np.ones(int(0.3 * limit) // 8)  # process now ~80%
     actions = await memory.check_now()

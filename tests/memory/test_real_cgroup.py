@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from memkube.memory import ChildCgroup
 
 pytestmark = pytest.mark.cgroup
@@ -28,8 +27,9 @@ def test_child_cgroup_limits_counts_and_cleans_up(run_python) -> None:
         assert ok.returncode == 0, ok.stderr
         assert (cg.max_usage() or 0) >= 16 * MiB and cg.oom_kills() == 0
         # over the limit the kernel kills, exactly as in a pod: what the other tests rule out
-        killed = run_python("b = bytearray(200 << 20); b[::4096] = b'x' * len(b[::4096])",
-                            cgroup=cg)
+        killed = run_python(
+            "b = bytearray(200 << 20); b[::4096] = b'x' * len(b[::4096])", cgroup=cg
+        )
         assert killed.returncode == -9
         assert cg.oom_kills() == 1
     assert not path.exists()
@@ -95,7 +95,9 @@ def test_worker_memory_persists_several_times_its_limit(run_python, tmp_path: Pa
     )
     assert peak is not None and peak < cgroup_limit
     assert list(tmp_path.iterdir()) == []  # closing removed every spill file
-    print(f"\npersist+reduce {total / 1e9:.0f} GB in {result['seconds']:.1f}s, "
-          f"peak cgroup {peak / cgroup_limit:.0%} of its limit, "
-          f"{figures['spill_count']} spills, kernel events {result['kernel_events']}",
-          file=sys.stderr)
+    print(
+        f"\npersist+reduce {total / 1e9:.0f} GB in {result['seconds']:.1f}s, "
+        f"peak cgroup {peak / cgroup_limit:.0%} of its limit, "
+        f"{figures['spill_count']} spills, kernel events {result['kernel_events']}",
+        file=sys.stderr,
+    )

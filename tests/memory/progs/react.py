@@ -14,7 +14,6 @@ import sys
 import time
 
 import numpy as np
-
 from memkube.memory import MemoryConfig, WorkerMemory
 
 
@@ -36,10 +35,17 @@ async def main(limit: int, allocate: int) -> None:
     sources = memory._events.sources if memory._events else []
     kernel_events = memory.kernel_events
     await memory.close()
-    print(json.dumps({
-        "allocate_seconds": allocated - start, "pause_latency": pause_latency,
-        "resume_latency": resume_latency, "kernel_events": kernel_events, "sources": sources,
-    }))
+    print(
+        json.dumps(
+            {
+                "allocate_seconds": allocated - start,
+                "pause_latency": pause_latency,
+                "resume_latency": resume_latency,
+                "kernel_events": kernel_events,
+                "sources": sources,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
