@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from pathlib import Path
 
@@ -112,6 +113,22 @@ def test_get_pods_by_label(kubectl: Kubectl) -> None:
     assert names.split() == ["pod/s-0"]
     listed = json.loads(kubectl("get", "pods", "-o", "json").stdout)
     assert listed["kind"] == "List" and len(listed["items"]) == 3
+
+
+def test_wait_for_ready_is_woken_by_a_watch(kubectl: Kubectl) -> None:
+    api = kubectl.api
+    api.create_object({"apiVersion": "v1", "kind": "Pod",
+                       "metadata": {"name": "slow", "namespace": "default"},
+                       "spec": {"containers": [{"name": "c", "image": "i:1"}]}})
+    cmd = ["kubectl", "--kubeconfig", str(api.kubeconfig_path), "--cache-dir",
+           str(kubectl.cache), "wait", "--for=condition=Ready", "pod/slow", "--timeout=20s"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as waiting:
+        api.requests.wait_for(lambda r: r["verb"] == "watch" and r["resource"] == "pods")
+        api.mark_pods_ready("default")
+        out, err = waiting.communicate(timeout=20)
+    assert waiting.returncode == 0, err
+    assert "pod/slow condition met" in out
 
 
 def test_explain_reads_the_crd_schema(kubectl: Kubectl) -> None:

@@ -34,6 +34,7 @@ Direct access from tests (no HTTP, not in the request log; thread-safe)::
                                             # verb (RBAC), apiGroup, resource, subresource,
                                             # namespace, name, method, path, query, code;
                                             # api.requests.permissions() -> {(group, res, verb)}
+                                            # api.requests.wait_for(predicate) (blocking)
     api.compact()                           # forget history: old watches get 410 Gone
     api.resource_version                    # the current (global) resourceVersion
 

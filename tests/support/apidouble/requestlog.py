@@ -10,7 +10,7 @@ when its request arrives; ``code`` is 0 until the answer is known (long for a wa
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TypedDict
 
 
@@ -32,12 +32,26 @@ class RequestLog:
     """Append-only, thread-safe list of ``RequestRecord``s."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._records: list[RequestRecord] = []
 
     def append(self, record: RequestRecord) -> None:
         with self._lock:
             self._records.append(record)
+            self._lock.notify_all()
+
+    def wait_for(self, predicate: Callable[[RequestRecord], bool],
+                 timeout: float = 10.0) -> RequestRecord:
+        """Block until a logged request matches (e.g. a client has started watching)."""
+        def found() -> RequestRecord | None:
+            return next((r for r in self._records if predicate(r)), None)
+
+        with self._lock:
+            if not self._lock.wait_for(lambda: found() is not None, timeout):
+                raise TimeoutError(f"no matching request within {timeout}s")
+            record = found()
+            assert record is not None
+            return record
 
     def __iter__(self) -> Iterator[RequestRecord]:
         with self._lock:

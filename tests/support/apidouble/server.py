@@ -308,7 +308,19 @@ def _strict(request: web.Request) -> bool:
     return request.query.get("fieldValidation", "") == "Strict"
 
 
+_JSON_TYPES = ("application/json", "application/merge-patch+json",
+               "application/json-patch+json", "application/strategic-merge-patch+json",
+               "application/apply-patch+yaml", "application/yaml", "")
+
+
 async def _body(request: web.Request, yaml_ok: bool = False) -> Any:
+    # No Content-Type at all means JSON, as on a real server (the kubernetes client omits it).
+    if "Content-Type" in request.headers and request.content_type not in _JSON_TYPES:
+        # Protobuf and CBOR are not spoken here; client-go then falls back to JSON.
+        raise ApiError(415, "UnsupportedMediaType",
+                       f'the body of the request was in an unknown format - accepted media '
+                       f'types include: application/json, application/yaml (got '
+                       f'"{request.content_type}")')
     text = await request.text()
     if not text.strip():
         raise bad_request("the request body is empty")
