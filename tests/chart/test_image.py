@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -190,7 +191,45 @@ def test_wheel_builds_from_the_docker_context(tmp_path: Path) -> None:
         scripts = archive.read(entry_points).decode()
         metadata = archive.read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert "memkube/cli.py" in names
+    _runs_from_the_installed_wheel(wheel, tmp_path)
     assert "memkube_operator/crds/workerpools.memkube.dev.yaml" in names
     assert "memkube = memkube.cli:main" in scripts
     assert "operator = memkube_operator.cli:main" in scripts
     assert "Provides-Extra: operator" in metadata
+
+
+def _runs_from_the_installed_wheel(wheel: Path, tmp_path: Path) -> None:
+    """Installed alone (dependencies from this venv, no source tree on the path), the wheel
+    gives the image's entrypoint: `memkube` with its roles, and `memkube operator`."""
+    site = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        check=True,
+        timeout=120,
+    )
+    env = {"PYTHONPATH": str(site), "PATH": os.environ["PATH"]}
+    memkube = [sys.executable, str(site / "bin" / "memkube")]
+    roles = subprocess.run(
+        [*memkube, "--help"], env=env, cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout
+    assert "scheduler" in roles and "worker" in roles and "operator" in roles
+    crd = subprocess.run(
+        [*memkube, "operator", "crd"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    source = ROOT / "operator" / "memkube_operator" / "crds" / "workerpools.memkube.dev.yaml"
+    assert crd == source.read_text()
