@@ -157,7 +157,9 @@ class LocalCluster:
             if cgroup is not None:
                 cgroup.enter_in_child()
 
-        proc = subprocess.Popen(self._worker_command(name), env=env, preexec_fn=preexec)
+        # stdout carries only the "worker at ..." banner; logs go to stderr as usual
+        proc = subprocess.Popen(self._worker_command(name), env=env, preexec_fn=preexec,
+                                stdout=subprocess.DEVNULL)
         wp = _WorkerProcess(name, proc, cgroup, restarts)
         self.workers[name] = wp
         return wp

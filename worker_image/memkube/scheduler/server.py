@@ -77,6 +77,8 @@ class Scheduler:
         self.app = self._make_app()
         self.address = ""
         self._workers_changed: asyncio.Condition | None = None
+        self._sockets: set[web.WebSocketResponse] = set()
+        self._closing = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -104,7 +106,8 @@ class Scheduler:
             connector=aiohttp.TCPConnector(ssl=self.tls.client_context() or False, limit=64),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
         )
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=5.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port,
                            ssl_context=self.tls.server_context())
@@ -121,8 +124,12 @@ class Scheduler:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for ws in list(self._worker_sockets.values()):
-            await ws.close()
+        # Refuse new connections (workers reconnect at once), then close every peer at once;
+        # a peer that does not answer the close frame is dropped.
+        self._closing = True
+        sockets = [ws for ws in self._sockets if not ws.closed]
+        if sockets:
+            await asyncio.wait([asyncio.create_task(ws.close()) for ws in sockets], timeout=2)
         if self._runner is not None:
             await self._runner.cleanup()
         if self._session is not None:
@@ -168,8 +175,11 @@ class Scheduler:
     # ------------------------------------------------------------------ websockets
 
     async def _open_ws(self, request: web.Request) -> web.WebSocketResponse:
+        if self._closing:
+            raise web.HTTPServiceUnavailable(text="scheduler is shutting down")
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=None)
         await ws.prepare(request)
+        self._sockets.add(ws)  # handlers discard it when they return
         return ws
 
     async def _frames(self, ws: web.WebSocketResponse, allowed: frozenset[str],
@@ -210,6 +220,7 @@ class Scheduler:
             log.warning("closing worker connection from %s: %s", peer, exc)
             await ws.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION)
         finally:
+            self._sockets.discard(ws)
             if address is not None and self._worker_sockets.get(address) is ws:
                 comm = self._worker_comms.pop(address)
                 del self._worker_sockets[address]
@@ -303,6 +314,7 @@ class Scheduler:
             log.warning("closing client connection from %s: %s", peer, exc)
             await ws.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION)
         finally:
+            self._sockets.discard(ws)
             if client_id is not None and comm is not None:
                 if self._client_comms.get(client_id) is comm:
                     del self._client_comms[client_id]
