@@ -1,0 +1,277 @@
+"""Data lifetime, memkube vs dask.distributed (issue 4).
+
+Two workers x one thread, 1 GiB memory limit each, both systems in turn.
+
+* release: build ``--release-gib`` (default 2) GiB of results (32 MiB random float64
+  chunks; part of them spill), ``del`` the futures, and time until the workers' memory and
+  disk are back: the RSS of the worker process trees within 128 MiB of what it was before
+  the data existed, and no spill bytes left in the spill directory. Both are external
+  effects that no event announces, so they are polled every 20 ms.
+* recovery: results of tasks that each cost ``--task-cost`` seconds are held, one worker
+  is SIGKILLed (its supervisor restarts it: LocalCluster for memkube, the nanny for dask),
+  and the time from the kill until a ``gather`` of every result returns (checked against
+  the values before the kill) is measured with replication 2 and with recomputation:
+  memkube ``LocalCluster(replication_factor=2)`` vs ``=1``; dask ``client.replicate(n=2)``
+  vs nothing. For memkube replication 2 the time until every key has two copies again is
+  reported too.
+
+Not covered: memory pressure during recovery, retirement (graceful scale-down).
+
+    .venv/bin/python bench/lifetime_bench.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "worker_image"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import benchlib  # noqa: E402
+from benchlib import GiB, MiB  # noqa: E402
+
+CHUNK = 32 * MiB
+RSS_SLACK = 128 * MiB
+MEMORY_LIMIT = "1GiB"
+
+
+def make_chunk(i: int, nbytes: int, cost: float = 0.0) -> Any:
+    import numpy as np
+
+    if cost:
+        time.sleep(cost)  # stands for computation that a recovery must redo
+    return np.random.default_rng(i).random(nbytes // 8)
+
+
+def fingerprint(a: Any) -> float:
+    return float(a[:1024].sum())
+
+
+# ---------------------------------------------------------------------- pools
+
+@contextmanager
+def memkube_pool(spill_dir: Path, replication: int = 1) -> Iterator[tuple[Any, Any]]:
+    """Client, and a callable giving the worker pids."""
+    import memkube
+
+    with memkube.LocalCluster(n_workers=2, threads_per_worker=1, memory_limit=MEMORY_LIMIT,
+                              replication_factor=replication,
+                              worker_args=["--spill-dir", str(spill_dir)]) as cluster, \
+            memkube.Client(cluster) as client:
+        yield client, lambda: list(cluster.worker_pids().values())
+
+
+@contextmanager
+def dask_pool(spill_dir: Path) -> Iterator[tuple[Any, Any]]:
+    with benchlib.dask_pool(2, memory_limit=MEMORY_LIMIT,
+                            local_directory=spill_dir) as (client, workers):
+        yield client, lambda: [w.proc.pid for w in workers]
+
+
+def pool(system: str, spill_dir: Path, replication: int = 1) -> Any:
+    if system == "memkube":
+        return memkube_pool(spill_dir, replication)
+    return dask_pool(spill_dir)
+
+
+def wait_all(system: str, futures: list[Any], timeout: float) -> None:
+    if system == "memkube":
+        import memkube
+
+        memkube.wait(futures, timeout=timeout)
+    else:
+        import distributed
+
+        distributed.wait(futures, timeout=timeout)
+
+
+# ---------------------------------------------------------------------- release
+
+def measure_release(system: str, n_chunks: int, timeout: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix=f"{system}-life-") as tmp, \
+            pool(system, Path(tmp)) as (client, pids):
+        spill_dir = Path(tmp)
+        warm = client.map(make_chunk, range(2), nbytes=MiB)  # imports numpy in the workers
+        wait_all(system, warm, timeout)
+        del warm
+        time.sleep(1.0)  # let the warm-up's release settle before the baseline
+        baseline = benchlib.process_tree_rss(pids())
+        futures = client.map(make_chunk, range(n_chunks), nbytes=CHUNK)
+        wait_all(system, futures, timeout)
+        held_rss = benchlib.process_tree_rss(pids())
+        held_disk = benchlib.dir_size(spill_dir)
+
+        def memory_back() -> bool:
+            return benchlib.process_tree_rss(pids()) <= baseline + RSS_SLACK
+
+        def disk_back() -> bool:
+            return benchlib.dir_size(spill_dir) == 0
+
+        start = time.perf_counter()
+        del futures
+        out: dict[str, Any] = {"system": system, "baseline_rss": baseline,
+                               "held_rss": held_rss, "held_disk": held_disk}
+        out["memory_s"], out["disk_s"] = _time_both(memory_back, disk_back, start, timeout)
+        out["final_rss"] = benchlib.process_tree_rss(pids())
+        out["final_disk"] = benchlib.dir_size(spill_dir)
+    return out
+
+
+def _time_both(a: Callable[[], bool], b: Callable[[], bool], start: float,
+               timeout: float) -> tuple[float | None, float | None]:
+    """Seconds since ``start`` until each condition first held (None: not within timeout)."""
+    done: list[float | None] = [None, None]
+    while None in done and time.perf_counter() - start < timeout:
+        for i, cond in enumerate((a, b)):
+            if done[i] is None and cond():
+                done[i] = time.perf_counter() - start
+        time.sleep(0.02)
+    return done[0], done[1]
+
+
+# ---------------------------------------------------------------------- recovery
+
+def measure_recovery(system: str, replicated: bool, n_chunks: int, cost: float,
+                     timeout: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix=f"{system}-rec-") as tmp, \
+            pool(system, Path(tmp), replication=2 if replicated else 1) as (client, pids):
+        futures = client.map(make_chunk, range(n_chunks), nbytes=8 * MiB, cost=cost)
+        wait_all(system, futures, timeout)
+        if replicated and system == "dask":
+            client.replicate(futures, n=2)
+        if replicated:
+            _wait_replicated(system, client, futures, timeout)
+        start = time.perf_counter()
+        before = [fingerprint(a) for a in client.gather(futures)]
+        baseline = time.perf_counter() - start  # the gather itself, with nothing lost
+        holders = _holders(system, client, futures)
+        victim = _busiest_worker_pid(client, futures)
+        start = time.perf_counter()
+        os.kill(victim, signal.SIGKILL)
+        values, failures = _gather_until_recovered(client, futures, start + timeout)
+        recovered = time.perf_counter() - start
+        out: dict[str, Any] = {"system": system, "replicated": replicated,
+                               "recover_s": recovered, "gather_s_without_loss": baseline,
+                               "gather_failures": failures, "holders_before": holders,
+                               "correct": [fingerprint(a) for a in values] == before}
+        del values
+        if replicated and system == "memkube":
+            try:
+                _wait_replicated(system, client, futures, timeout)
+                out["rereplicated_s"] = time.perf_counter() - start
+            except TimeoutError:
+                out["rereplicated_s"] = None
+    return out
+
+
+def _gather_until_recovered(client: Any, futures: list[Any],
+                            deadline: float) -> tuple[list[Any], list[str]]:
+    """``gather``, retried while it reports lost data (see FINDINGS.md: memkube's gather
+    can raise DataLostError while the lost keys are still being recomputed)."""
+    from memkube.errors import DataLostError
+
+    failures = []
+    while True:
+        try:
+            return client.gather(futures), failures
+        except DataLostError as exc:
+            failures.append(str(exc))
+            if time.perf_counter() > deadline:
+                raise
+
+
+def _busiest_worker_pid(client: Any, futures: list[Any]) -> int:
+    """The pid of the worker holding most of the keys (both systems report worker pids)."""
+    counts: dict[str, int] = {}
+    for addresses in client.who_has(futures).values():
+        for address in addresses:
+            counts[address] = counts.get(address, 0) + 1
+    address = max(counts, key=lambda a: counts[a])
+    if hasattr(client, "run"):  # dask: ask the worker itself
+        return int(client.run(os.getpid, workers=[address])[address])
+    return int(client.scheduler_info()["workers"][address]["pid"])
+
+
+def _holders(system: str, client: Any, futures: list[Any]) -> list[int]:
+    who = client.who_has(futures)
+    return sorted(len(v) for v in who.values())
+
+
+def _wait_replicated(system: str, client: Any, futures: list[Any], timeout: float) -> None:
+    benchlib.wait_until(lambda: min(_holders(system, client, futures)) >= 2, timeout, 0.05)
+
+
+# ---------------------------------------------------------------------- main
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller data (< 1 min)")
+    parser.add_argument("--release-gib", type=float, default=None)
+    parser.add_argument("--task-cost", type=float, default=0.25,
+                        help="seconds each recovery task takes (recomputation cost)")
+    args = parser.parse_args()
+    n_release = int((args.release_gib or (0.5 if args.quick else 2)) * GiB) // CHUNK
+    n_recover = 8 if args.quick else 24
+    timeout = 60.0 if args.quick else 120.0
+    result: dict[str, Any] = {"machine": benchlib.machine(), "release_bytes": n_release * CHUNK,
+                              "recover_chunks": n_recover, "task_cost": args.task_cost}
+
+    release = {s: measure_release(s, n_release, timeout) for s in ("memkube", "dask")}
+    for s, r in release.items():
+        print(f"release {s}: memory {r['memory_s']} s, disk {r['disk_s']} s "
+              f"(held {r['held_rss'] / MiB:.0f} MiB RSS, {r['held_disk'] / MiB:.0f} MiB disk)",
+              flush=True)
+    recovery = {}
+    for replicated in (True, False):
+        for s in ("memkube", "dask"):
+            r = measure_recovery(s, replicated, n_recover, args.task_cost, timeout)
+            recovery[(s, replicated)] = r
+            print(f"recovery {s} replicated={replicated}: {r['recover_s']:.2f} s "
+                  f"correct={r['correct']}", flush=True)
+    result["release"] = release
+    result["recovery"] = [*recovery.values()]
+
+    mk, dk = release["memkube"], release["dask"]
+    rows: list[dict[str, Any]] = [
+        {"figure": f"del {n_release * CHUNK / GiB:.1f} GiB -> memory released (s)",
+         "memkube": mk["memory_s"], "dask": dk["memory_s"],
+         "memkube/dask": benchlib.ratio(mk["memory_s"], dk["memory_s"])},
+        {"figure": "  -> spill disk released (s)", "memkube": mk["disk_s"], "dask": dk["disk_s"],
+         "memkube/dask": benchlib.ratio(mk["disk_s"], dk["disk_s"])},
+        {"figure": "  spilled while held (MiB)", "memkube": mk["held_disk"] / MiB,
+         "dask": dk["held_disk"] / MiB, "memkube/dask": None},
+    ]
+    for replicated, label in ((True, "replication 2"), (False, "recomputation")):
+        a, b = recovery[("memkube", replicated)], recovery[("dask", replicated)]
+        rows.append({"figure": f"SIGKILL -> all {n_recover} results back, {label} (s)",
+                     "memkube": a["recover_s"], "dask": b["recover_s"],
+                     "memkube/dask": benchlib.ratio(a["recover_s"], b["recover_s"])})
+        rows.append({"figure": "  values correct", "memkube": a["correct"],
+                     "dask": b["correct"], "memkube/dask": None})
+        rows.append({"figure": "  gather raised DataLostError before recovering (times)",
+                     "memkube": len(a["gather_failures"]), "dask": len(b["gather_failures"]),
+                     "memkube/dask": None})
+        rows.append({"figure": "  (same gather with nothing lost, s)",
+                     "memkube": a["gather_s_without_loss"], "dask": b["gather_s_without_loss"],
+                     "memkube/dask": benchlib.ratio(a["gather_s_without_loss"],
+                                                    b["gather_s_without_loss"])})
+    rows.append({"figure": "  memkube: 2 copies of every key again (s)",
+                 "memkube": recovery[("memkube", True)].get("rereplicated_s"), "dask": None,
+                 "memkube/dask": None})
+    result["table"] = rows
+    benchlib.print_table("lifetime: 2 workers x 1 thread, 1 GiB each", rows,
+                         ["figure", "memkube", "dask", "memkube/dask"])
+    benchlib.write_json("lifetime", result)
+
+
+if __name__ == "__main__":
+    main()
