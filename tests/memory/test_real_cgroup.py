@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from memkube.memory import ChildCgroup
+from memkube.memory.events import MemoryEvents
 
 pytestmark = pytest.mark.cgroup
 
@@ -53,6 +55,33 @@ def test_auto_reads_the_limit_of_its_own_nested_cgroup(run_python) -> None:
     assert auto == 300 * MiB
     assert half_auto == fraction == 150 * MiB
     assert capped == 300 * MiB  # a limit above the cgroup's is capped to it
+
+
+def test_kernel_events_fire_on_thresholds_and_then_settle(run_python) -> None:
+    fired: list[str] = []
+    crossed = threading.Event()
+
+    def notify(source: str) -> None:
+        fired.append(source)
+        crossed.set()
+
+    with ChildCgroup(limit=256 * MiB) as cg:
+        events = MemoryEvents(cg.cgroup, [48 * MiB], notify)
+        assert events.start()
+        assert {"pressure", "oom"} <= set(events.sources)
+        try:
+            # allocate 96 MiB, then hold it while the event thread must stay quiet
+            out = run_python(
+                "import time; b = bytearray(96 << 20); b[::4096] = b'x' * len(b[::4096]);"
+                " time.sleep(0.5)",
+                cgroup=cg,
+            )
+            assert out.returncode == 0, out.stderr
+            assert crossed.wait(5)
+        finally:
+            events.close()
+    assert f"usage>{48 * MiB}" in fired
+    assert len(fired) < 20  # each descriptor is re-armed, not left signalling in a loop
 
 
 def test_monitor_reacts_to_kernel_events_not_the_poll(run_python) -> None:
@@ -101,3 +130,32 @@ def test_worker_memory_persists_several_times_its_limit(run_python, tmp_path: Pa
         f"{figures['spill_count']} spills, kernel events {result['kernel_events']}",
         file=sys.stderr,
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("task_mib", "outcomes"),
+    [(100, {"completed"}), (300, {"completed", "terminate"})],
+)
+def test_a_fast_allocating_task_meets_the_monitor_not_the_oom_killer(
+    run_python, task_mib: int, outcomes: set[str]
+) -> None:
+    """Managed data at target, then a task allocating in 8 MiB steps as fast as it can.
+
+    A small task completes (spilling makes room); a big one drives the worker to its
+    terminate threshold, where it exits by itself (75), before the cgroup limit 100 MiB
+    above the worker's limit is reached.
+    """
+    limit = 400 * MiB
+    with ChildCgroup(limit=limit + 100 * MiB) as cg:
+        out = run_python(
+            f"import runpy, sys; sys.argv = ['t', '{limit}', '{task_mib * MiB}', '{8 * MiB}'];"
+            f" runpy.run_path({str(PROGS / 'fast_task.py')!r}, run_name='__main__')",
+            cgroup=cg,
+        )
+        assert cg.oom_kills() == 0
+        peak = cg.max_usage()
+    result = json.loads(out.stdout)
+    assert result["outcome"] in outcomes
+    assert out.returncode == (0 if result["outcome"] == "completed" else 75), out.stderr
+    assert peak is not None and peak < limit + 100 * MiB

@@ -39,7 +39,7 @@ class MemoryEvents:
         self._cgroup = cgroup
         self._thresholds = sorted({t for t in thresholds if t > 0})
         self._notify = notify
-        self._fds: dict[int, tuple[str, int]] = {}  # polled fd -> (source name, poll mask)
+        self._fds: dict[int, tuple[str, int, str]] = {}  # fd -> (source, poll mask, kind)
         self._owned: list[int] = []  # every fd to close
         self._wake = -1
         self._thread: threading.Thread | None = None
@@ -103,7 +103,7 @@ class MemoryEvents:
             # read-only /sys/fs/cgroup in most containers: the poll still works
             logger.debug("cannot register %s on %s: %s", name, control, exc)
             return
-        self._fds[efd] = (name, select.POLLIN)
+        self._fds[efd] = (name, select.POLLIN, "eventfd")
         self.sources.append(name)
 
     def _register_v2(self) -> None:
@@ -115,7 +115,7 @@ class MemoryEvents:
         else:
             self._owned.append(fd)
             os.read(fd, 4096)  # arm: the kernel signals changes after the first read
-            self._fds[fd] = ("events", select.POLLPRI | select.POLLERR)
+            self._fds[fd] = ("events", select.POLLPRI | select.POLLERR, "kernfs")
             self.sources.append("events")
         try:
             fd = os.open(path / "memory.pressure", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -128,13 +128,13 @@ class MemoryEvents:
         except OSError as exc:
             logger.debug("cannot set a PSI trigger: %s", exc)
             return
-        self._fds[fd] = ("pressure", select.POLLPRI)
+        self._fds[fd] = ("pressure", select.POLLPRI, "psi")
         self.sources.append("pressure")
 
     def _run(self) -> None:
         poller = select.poll()
         poller.register(self._wake, select.POLLIN)
-        for fd, (_, mask) in self._fds.items():
+        for fd, (_, mask, _) in self._fds.items():
             poller.register(fd, mask)
         while True:
             ready = poller.poll()
@@ -142,18 +142,18 @@ class MemoryEvents:
             for fd, _mask in ready:
                 if fd == self._wake:
                     return
-                name, _ = self._fds[fd]
-                self._drain(fd, name)
+                name, _, kind = self._fds[fd]
+                self._drain(fd, kind)
                 fired.append(name)
             for name in fired:
                 self._notify(name)
 
-    def _drain(self, fd: int, name: str) -> None:
+    def _drain(self, fd: int, kind: str) -> None:
         """Reset the descriptor so it signals the next change, not this one again."""
-        if name == "events":
+        if kind == "kernfs":
             os.lseek(fd, 0, os.SEEK_SET)
             os.read(fd, 4096)
-        elif name != "pressure":
+        elif kind == "eventfd":
             try:
                 os.eventfd_read(fd)
             except BlockingIOError:
