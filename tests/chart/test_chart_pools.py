@@ -151,3 +151,12 @@ def test_chart_defaults_match_the_operator_and_the_image() -> None:
     assert uid == settings.PodDefaults().run_as_user
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(rf"^USER {uid}:{uid}$", dockerfile, re.MULTILINE)
+
+
+def test_notes_name_what_the_operator_creates(helm_results: dict[str, Any]) -> None:
+    naming = pytest.importorskip("memkube_operator.naming")
+    notes = helm_results["defaults"]["notes"]
+    assert f"svc/{naming.scheduler_name('<name>')} 8786:8786" in notes
+    assert f"secret -n <namespace> {naming.secret_name('<name>')} " in notes
+    token_key = pytest.importorskip("memkube_operator.builders.common").TOKEN_KEY
+    assert f"{{.data.{token_key}}}" in notes
