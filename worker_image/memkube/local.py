@@ -90,6 +90,7 @@ class LocalCluster:
                                    worker_timeout=worker_timeout)
         self.workers: dict[str, _WorkerProcess] = {}
         self._counter = 0
+        self._past_oom_kills = 0  # kernel OOM kills of worker cgroups already removed
         self._closed = False
         self._supervisor: asyncio.Task[None] | None = None
         self._loop.run(self._start(), timeout=start_timeout)
@@ -177,6 +178,7 @@ class LocalCluster:
                     oom = wp.cgroup.oom_kills()
                     if oom:
                         log.error("worker %s was OOM-killed by the kernel (%d)", name, oom)
+                    self._past_oom_kills += oom
                     wp.cgroup.__exit__(None, None, None)
                 if code == 0 or wp.expected_exit:
                     log.info("worker %s exited", name)
@@ -243,6 +245,11 @@ class LocalCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def oom_kills(self) -> int:
+        """Kernel OOM kills of worker processes so far (0 without ``cgroup=True``)."""
+        live = sum(wp.cgroup.oom_kills() for wp in self.workers.values() if wp.cgroup)
+        return self._past_oom_kills + live
 
     def worker_pids(self) -> dict[str, int]:
         return {name: wp.proc.pid for name, wp in self.workers.items()}

@@ -94,6 +94,7 @@ class Scheduler:
             web.post("/api/v1/events", self._report_event),
             web.post("/api/v1/gather", self._gather),
             web.post("/api/v1/scatter", self._scatter),
+            web.get("/metrics", self._metrics),
         ])
         from ..dashboard import setup_dashboard  # the dashboard is optional to the state
 
@@ -369,6 +370,11 @@ class Scheduler:
 
     def snapshot(self) -> dict[str, Any]:
         return pool_snapshot(self)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        from ..dashboard.metrics import metrics_response, render_scheduler_metrics
+
+        return metrics_response(render_scheduler_metrics(self.snapshot()))
 
     async def _pool(self, request: web.Request) -> web.Response:
         return web.json_response(self.snapshot())

@@ -40,7 +40,7 @@ def data_routes(worker: Worker) -> list[web.RouteDef]:
             except SpillError as exc:
                 log.error("spilled value %r is unreadable: %s", key, exc)
                 missing.append(key)
-                worker.memory.data.pop(key, None)
+                worker.forget(key)
                 worker.report_lost([key])
             except Exception as exc:  # noqa: BLE001 - a value that cannot be serialized
                 errors[key] = f"{type(exc).__name__}: {exc}"

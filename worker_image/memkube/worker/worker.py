@@ -112,7 +112,8 @@ class Worker:
 
     def _make_app(self) -> web.Application:
         app = web.Application(middlewares=[self.auth.middleware()], client_max_size=MAX_FRAME)
-        app.add_routes([web.get("/health", self._health), web.get("/ready", self._ready_probe)])
+        app.add_routes([web.get("/health", self._health), web.get("/ready", self._ready_probe),
+                        web.get("/metrics", self._metrics)])
         app.add_routes(data_routes(self))
         return app
 
@@ -198,7 +199,7 @@ class Worker:
             "op": "register-worker", "address": self.address, "name": self.name,
             "nthreads": self.nthreads, "host": parse_address(self.address).host,
             "node": self.node, "pid": os.getpid(), "keys": keys,
-            "memory": self.memory.figures(),
+            "memory": self.figures(),
         })
         self._background.append(asyncio.create_task(self._listen(ws)))
 
@@ -240,8 +241,12 @@ class Worker:
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_interval)
-            self._send({"op": "heartbeat-worker", "memory": self.memory.figures(),
+            self._send({"op": "heartbeat-worker", "memory": self.figures(),
                         "executing": self._executing, "ready": len(self._ready)})
+
+    def figures(self) -> dict[str, Any]:
+        """Memory figures for the scheduler, with the spill cap (retirement plans by it)."""
+        return {**self.memory.figures(), "max_spill": self.memory.config.max_spill}
 
     # ------------------------------------------------------------------ messages
 
@@ -283,9 +288,15 @@ class Worker:
         loop = self._loop
         loop.call_soon_threadsafe(self._send, {"op": "lost-keys", "keys": list(keys)})
 
+    def forget(self, key: str) -> None:
+        self._free([key])
+
     def _free(self, keys: list[str]) -> None:
         for key in keys:
-            self.memory.data.pop(key, None)
+            try:  # not .pop(): that would read a spilled value back just to drop it
+                del self.memory.data[key]
+            except KeyError:
+                pass  # freed twice (released and cancelled), or never stored
 
     # ------------------------------------------------------------------ dependencies
 
@@ -443,6 +454,14 @@ class Worker:
         await self.close(exit_code=EXIT_MEMORY_RESTART)
 
     # ------------------------------------------------------------------ probes
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        from ..dashboard.metrics import metrics_response, render_worker_metrics
+
+        extra = {"nthreads": self.nthreads, "keys": len(self.memory.data),
+                 "tasks": {"executing": self._executing, "ready": len(self._ready)},
+                 "status": "paused" if self.memory.paused else "running"}
+        return metrics_response(render_worker_metrics(self.name, self.memory.figures(), extra))
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")

@@ -1,0 +1,45 @@
+# Two entry points for a fresh machine (see README.md): `make demo` and `make test`.
+# Both create .venv with Python 3.12 (pyenv's 3.12.1 where pyenv is used) and install
+# what they need; `make test` also installs Debian's chromium for the dashboard's browser test.
+
+PYTHON ?= python3.12
+export PYENV_VERSION ?= 3.12.1
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench system-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.demo-deps: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[examples]'
+	touch $@
+
+$(VENV)/.test-deps: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[operator,examples,test,bench]'
+	touch $@
+
+demo: $(VENV)/.demo-deps
+	$(BIN)/python examples/out_of_core.py
+
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: chromium missing and not root: the dashboard browser test will be skipped"; fi; }
+
+test: $(VENV)/.test-deps system-deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check worker_image operator tests bench examples
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+bench: $(VENV)/.test-deps
+	$(BIN)/python bench/runtime_bench.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache
