@@ -160,3 +160,15 @@ def test_notes_name_what_the_operator_creates(helm_results: dict[str, Any]) -> N
     assert f"secret -n <namespace> {naming.secret_name('<name>')} " in notes
     token_key = pytest.importorskip("memkube_operator.builders.common").TOKEN_KEY
     assert f"{{.data.{token_key}}}" in notes
+
+
+def test_client_namespaces_add_to_the_pools_own(rendered: dict[str, Any]) -> None:
+    (policy,) = by_kind(rendered["everything-on"], "NetworkPolicy")
+    peers = policy["spec"]["ingress"][0]["from"]
+    clients = [
+        p for p in peers if p["podSelector"].get("matchLabels") == {"memkube.dev/client": "true"}
+    ]
+    assert [c.get("namespaceSelector") for c in clients] == [
+        None,
+        {"matchLabels": {"memkube.dev/clients": "allowed"}},
+    ]
