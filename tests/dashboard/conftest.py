@@ -1,62 +1,26 @@
-"""Fixtures of the dashboard tier: a real aiohttp server on loopback serving the dashboard
-and /metrics over a snapshot source, guarded by memkube.security.Auth as the scheduler is."""
+"""Fixtures for the dashboard tier.
+
+Helpers live next to this file in uniquely named modules (dashboard_fakes, dashboard_server,
+dashboard_browser); the folder is put on sys.path here so they import by name under any
+``--import-mode``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
-
 from dashboard_fakes import ChangingPool
-from memkube.dashboard import setup_dashboard
-from memkube.dashboard.metrics import CONTENT_TYPE, render_scheduler_metrics
-from memkube.security import Auth
-
-TOKEN = "pool-token-0123456789abcdefghijklmnopqrstuv"
-METRICS_TOKEN = "metrics-only-token-9876543210"
-
-
-@dataclass
-class Served:
-    url: str
-    auth: Auth
-    pool: ChangingPool
-
-
-def build_app(snapshot: Callable[[], dict[str, Any]], auth: Auth) -> web.Application:
-    """What the scheduler does: auth middleware, /api/v1/pool, /metrics, the dashboard."""
-    app = web.Application(middlewares=[auth.middleware()])
-
-    async def pool(request: web.Request) -> web.Response:
-        return web.json_response(snapshot())
-
-    async def metrics(request: web.Request) -> web.Response:
-        return web.Response(text=render_scheduler_metrics(snapshot()),
-                            headers={"Content-Type": CONTENT_TYPE})
-
-    async def health(request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    app.router.add_get("/api/v1/pool", pool)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/health", health)
-    setup_dashboard(app, snapshot, auth)
-    return app
+from dashboard_server import Served, serve
 
 
 @pytest.fixture
 async def served() -> AsyncIterator[Served]:
-    auth = Auth(token=TOKEN, metrics_token=METRICS_TOKEN)
-    pool = ChangingPool(["worker-a", "worker-b", "worker-c"])
-    runner = web.AppRunner(build_app(pool, auth))  # access log on, as in production
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield Served(url=f"http://127.0.0.1:{port}", auth=auth, pool=pool)
-    finally:
-        await runner.cleanup()
+    """The dashboard of a three-worker pool whose memory grows at each ``pool.step()``."""
+    async with serve(ChangingPool(["worker-a", "worker-b", "worker-c"])) as server:
+        yield server

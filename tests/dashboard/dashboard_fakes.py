@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +69,7 @@ class ChangingPool:
     def __init__(self, names: list[str]) -> None:
         self.names = names
         self.steps = 0
+        self.started = time.time() - 60.0  # events land inside the page's 10-minute timeline
         self._lock = threading.Lock()
 
     def step(self) -> None:
@@ -85,7 +87,7 @@ class ChangingPool:
                           spilled=n * 64 * MiB, state=state,
                           spill_bytes=n * 64 * MiB, spill_count=n * 4)
             workers.append(worker(name, mem, memory_restarts=i))
-        events = [{"time": 1_700_000_000.0 + k, "kind": "pause", "worker": self.names[0],
+        events = [{"time": self.started + 5.0 * k, "kind": "pause", "worker": self.names[0],
                    "message": f"pause #{k}"} for k in range(n)]
         return copy.deepcopy(snapshot(workers, events))
 

@@ -6,10 +6,9 @@ import logging
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
-from conftest import METRICS_TOKEN, TOKEN, Served
+from dashboard_server import METRICS_TOKEN, TOKEN, Served
 from memkube.security import SESSION_COOKIE, session_value
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def jar() -> aiohttp.CookieJar:
@@ -79,15 +78,15 @@ async def test_wrong_token_gets_the_form_again_and_no_cookie(served: Served) -> 
 
 async def test_a_forged_cookie_is_refused(served: Served) -> None:
     cookies = {SESSION_COOKIE: session_value("some-other-pool")}
-    async with aiohttp.ClientSession(cookies=cookies) as http:
-        async with http.get(served.url + "/dashboard/api/pool") as r:
-            assert r.status == 401
+    async with aiohttp.ClientSession(cookies=cookies) as http, \
+            http.get(served.url + "/dashboard/api/pool") as r:
+        assert r.status == 401
 
 
 async def test_bearer_token_reads_the_feed_without_a_browser(served: Served) -> None:
-    async with aiohttp.ClientSession(headers=served.auth.headers()) as http:
-        async with http.get(served.url + "/dashboard/api/pool") as r:
-            assert r.status == 200
+    async with aiohttp.ClientSession(headers=served.auth.headers()) as http, \
+            http.get(served.url + "/dashboard/api/pool") as r:
+        assert r.status == 200
 
 
 async def test_metrics_token_reads_only_metrics(served: Served) -> None:
@@ -116,9 +115,9 @@ async def test_token_never_appears_in_a_logged_line(
             assert r.status == 200
         async with http.post(served.url + "/dashboard/login", data={"token": TOKEN + "x"}) as r:
             assert r.status == 401
-    async with aiohttp.ClientSession(headers=served.auth.headers()) as http:
-        async with http.get(served.url + "/metrics") as r:
-            assert r.status == 200
+    async with aiohttp.ClientSession(headers=served.auth.headers()) as http, \
+            http.get(served.url + "/metrics") as r:
+        assert r.status == 200
 
     access = [rec.getMessage() for rec in caplog.records if rec.name == "aiohttp.access"]
     assert any("POST /dashboard/login" in line for line in access)  # the log did capture URLs

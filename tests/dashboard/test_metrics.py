@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from dashboard_fakes import GiB, MiB, figures, snapshot, worker
 from memkube.dashboard.metrics import render_scheduler_metrics, render_worker_metrics
 from memkube.dashboard.promtext import Family
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def parse(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -7,8 +7,7 @@ import io
 import threading
 
 import pytest
-
-from dashboard_fakes import GiB, MiB, FakeFuture, figures, snapshot, worker
+from dashboard_fakes import FakeFuture, GiB, MiB, figures, snapshot, worker
 from memkube.diagnostics import format_memory_report, progress
 from memkube.errors import ConfigError, TimeoutError
 

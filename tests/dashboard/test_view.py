@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from dashboard_fakes import GiB, MiB, figures, snapshot, worker
 from memkube.dashboard.explain import explain_worker
 from memkube.dashboard.rates import CounterRates, MemoryHistory
@@ -14,7 +13,7 @@ from memkube.dashboard.view import DashboardFeed, display_state
 
 def test_rates_follow_counters_over_the_window() -> None:
     rates = CounterRates(window=10.0)
-    for t in range(0, 31):
+    for t in range(31):
         # 1 MiB/s for the first 20 s, then 4 MiB/s.
         spilled = t * MiB if t <= 20 else 20 * MiB + (t - 20) * 4 * MiB
         rates.observe(float(t), [("a", {"spill_bytes": spilled, "spill_count": t})])
@@ -93,8 +92,8 @@ def test_why_restarted_quotes_the_last_reason_and_oom_kills() -> None:
 
 def test_a_normal_worker_says_so() -> None:
     lines = explain_worker(worker("w", figures(limit=GiB, managed=100 * MiB)), [])
-    assert lines == ["Normal: process memory 100 MiB, below the spill threshold "
-                     "(70% of 1.0 GiB = 717 MiB)."]
+    assert lines == [("Normal: process memory 100 MiB, below the spill threshold "
+                      "(70% of 1.0 GiB = 717 MiB).")]
     assert explain_worker(worker("w", figures(limit=None)), []) == [
         "No memory limit is set: no threshold applies."]
 

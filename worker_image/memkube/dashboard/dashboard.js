@@ -7,10 +7,10 @@ const FEED = "/dashboard/api/pool";
 const PERIOD_MS = 1000;
 const CHART_SECONDS = 600;
 const SVG_NS = "http://www.w3.org/2000/svg";
-const KINDS = ["pause", "resume", "memory-restart", "oom-kill", "retire", "worker-lost"];
+const KINDS = ["pause", "resume", "memory-restart", "oom-kill", "retire", "worker-lost", "worker-added"];
 const STATE_COLOURS = { normal: "#2563eb", spilling: "#d97706", paused: "#dc2626", retiring: "#64748b" };
 const KIND_COLOURS = { pause: "#dc2626", resume: "#16a34a", "memory-restart": "#9333ea",
-  "oom-kill": "#7f1d1d", retire: "#64748b", "worker-lost": "#0f172a" };
+  "oom-kill": "#7f1d1d", retire: "#64748b", "worker-lost": "#0f172a", "worker-added": "#0891b2" };
 
 let selected = null;   // the worker whose detail row is open
 let lastView = null;
@@ -173,15 +173,26 @@ function eventItem(e, hints, withWorker) {
     el("span", {}, el("span", { class: `kind ${kind}`, title: hints[e.kind] || "" }, e.kind), e.message || ""));
 }
 
+// The time span the chart and the event strip share: the last 10 minutes, or since the
+// oldest sample or recent event when that is younger (at least a minute), so a new
+// dashboard does not squeeze everything into the right edge.
+function timeWindow(view) {
+  const end = view.time;
+  const recent = view.events.map((e) => e.time).filter((t) => t >= end - CHART_SECONDS);
+  const first = Math.min(end, ...view.history.map((p) => p[0]), ...recent);
+  const span = Math.max(60, Math.min(CHART_SECONDS, end - first));
+  return { start: end - span, end, span };
+}
+
 function drawEvents(view) {
   document.getElementById("events").replaceChildren(...view.events.map((e) => eventItem(e, view.event_hints, true)));
   document.getElementById("no-events").hidden = view.events.length > 0;
-  const width = 600, height = 34, end = view.time, start = end - CHART_SECONDS;
+  const width = 600, height = 34, { start, span } = timeWindow(view);
   const strip = svg("svg", { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "none", height });
   strip.append(svg("line", { x1: 0, x2: width, y1: height / 2, y2: height / 2, stroke: "#cbd5e1" }));
   for (const e of view.events) {
     if (e.time < start) continue;
-    const dot = svg("circle", { cx: ((e.time - start) / CHART_SECONDS) * width, cy: height / 2, r: 5,
+    const dot = svg("circle", { cx: Math.min(width - 6, ((e.time - start) / span) * width), cy: height / 2, r: 5,
       fill: KIND_COLOURS[e.kind] || "#64748b" });
     const title = svg("title", {});
     title.textContent = `${clock(e.time)} ${e.kind} ${e.worker}: ${e.message || ""}`;
@@ -192,14 +203,14 @@ function drawEvents(view) {
 }
 
 function drawChart(view) {
-  const width = 600, height = 170, pad = 4, end = view.time, start = end - CHART_SECONDS;
+  const width = 600, height = 170, pad = 4, { start, end, span } = timeWindow(view);
   const points = view.history.filter((p) => p[0] >= start);
-  const top = Math.max(view.totals.limit, ...points.map((p) => p[1] + p[2] + p[3]), 1);
-  const x = (t) => ((t - start) / CHART_SECONDS) * width;
+  const top = Math.max(view.totals.limit, ...points.map((p) => p[1] + p[2] + p[3]), 1) * 1.05;
+  const x = (t) => ((t - start) / span) * width;
   const y = (v) => height - pad - (v / top) * (height - 2 * pad);
   const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "none", height });
   // Stacked areas: managed at the bottom, then unmanaged, then spilled.
-  const layers = [[1, "#2563eb"], [2, "#93c5fd"], [3, "#a78bfa"]];
+  const layers = [[1, "#2563eb"], [2, "#93c5fd"], [3, "#8b5cf6"]];
   let below = points.map(() => 0);
   for (const [index, colour] of layers) {
     const above = points.map((p, i) => below[i] + p[index]);
@@ -218,7 +229,13 @@ function drawChart(view) {
     chart.append(label);
   }
   const holder = document.getElementById("chart");
-  holder.replaceChildren(chart);
+  const axis = el("div", { class: "axis-row" }, el("span", {}, clock(start)),
+    el("span", { class: "legend" },
+      el("span", {}, el("i", { class: "sw managed" }), "managed"),
+      el("span", {}, el("i", { class: "sw unmanaged" }), "unmanaged"),
+      el("span", {}, el("i", { class: "sw spilled" }), "spilled")),
+    el("span", {}, clock(end)));
+  holder.replaceChildren(chart, axis);
   if (points.length < 2) holder.append(el("p", { class: "empty" }, "Collecting samples…"));
 }
 

@@ -15,18 +15,20 @@ from typing import Any
 
 from .units import format_bytes, format_percent
 
+_OOM_ADVICE = ("memory grew past the pod limit faster than the terminate threshold could act. "
+               "Raise memoryOverhead, lower the thresholds, or make tasks smaller.")
+
 EVENT_HINTS: dict[str, str] = {
     "pause": "Process memory crossed the pause threshold (or the spill disk filled): the "
              "worker starts no new task and accepts no transfers until memory falls.",
     "resume": "Memory fell back below the pause threshold: the worker runs tasks again.",
     "memory-restart": "Process memory crossed the terminate threshold: the worker restarted "
                       "itself before the kernel could kill it; the scheduler recovers its data.",
-    "oom-kill": "The kernel's OOM killer ended the container: memory grew past the pod limit "
-                "faster than the terminate threshold could act. Raise memoryOverhead, lower "
-                "the thresholds, or make tasks smaller.",
+    "oom-kill": "The kernel's OOM killer ended the container: " + _OOM_ADVICE,
     "retire": "The worker was retired (scale-down): its unique data moved to others first.",
     "worker-lost": "The scheduler lost contact with the worker; copies elsewhere are "
                    "re-replicated and the rest recomputed.",
+    "worker-added": "A worker joined the pool (also after a restart).",
 }
 
 
@@ -76,7 +78,7 @@ def explain_worker(worker: Mapping[str, Any], events: Sequence[Mapping[str, Any]
     if oom:
         lines.append(f"Killed by the kernel's OOM killer {len(oom)} time"
                      f"{'s' if len(oom) != 1 else ''} (seen by the operator): "
-                     + EVENT_HINTS["oom-kill"].split(": ", 1)[1])
+                     + _OOM_ADVICE)
     if not lines:
         spill_at = _bytes_at(limit, thresholds, "spill")
         below = f", below the spill threshold ({_level(limit, thresholds, 'spill')})" \

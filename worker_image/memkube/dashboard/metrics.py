@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from aiohttp import web
+
 from .promtext import Family, render
 from .snapshot import MEMORY_TYPES, THRESHOLD_NAMES
 
@@ -119,6 +121,11 @@ class _WorkerFamilies:
             self.keys.add(_num(extra["keys"]), worker=worker)
         if "nthreads" in extra:
             self.threads.add(_num(extra["nthreads"]), worker=worker)
+
+
+def metrics_response(text: str) -> web.Response:
+    """``text`` as the answer to a scrape, with the exposition format's content type."""
+    return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
 
 def render_worker_metrics(

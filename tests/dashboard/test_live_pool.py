@@ -1,0 +1,156 @@
+"""The dashboard and /metrics of a real local pool: a scheduler and two worker processes
+with 256 MiB each, filled by a client until they spill, watched in headless Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import memkube
+import pytest
+from dashboard_browser import CHROMIUM, Page, chromium_page
+from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
+                       "(apt-get install chromium; .ci/run installs it)"),
+]
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+MiB = 2**20
+CHUNK = 16 * MiB
+
+
+def _chunk_maker() -> Any:
+    # A nested function, so cloudpickle ships it by value (workers cannot import this module).
+    def make_chunk(i: int) -> bytes:
+        import os
+
+        # Random bytes: they occupy RSS for real and do not shrink when compressed on disk,
+        # so "spilled" (bytes on disk) adds up to what left memory.
+        return os.urandom(16 * 2**20)
+
+    return make_chunk
+
+
+make_chunk = _chunk_maker()
+
+
+def shown_total(part: str) -> str:
+    """JS: the bytes of ``part`` summed over every worker's bar."""
+    return (f"[...document.querySelectorAll('tr.worker [data-part=\"{part}\"]')]"
+            ".reduce((sum, el) => sum + Number(el.dataset.bytes), 0)")
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[tuple[memkube.LocalCluster, memkube.Client]]:
+    cluster = await asyncio.to_thread(memkube.LocalCluster, n_workers=2, memory_limit="256MiB")
+    try:
+        client = await asyncio.to_thread(memkube.Client, cluster)
+        try:
+            yield cluster, client
+        finally:
+            await asyncio.to_thread(client.close)
+    finally:
+        await asyncio.to_thread(cluster.close)
+
+
+async def log_in(page: Page, link: str, token: str) -> None:
+    await page.goto(link)
+    assert await page.evaluate("location.pathname") == "/dashboard/login"
+    loaded = page.expect("Page.loadEventFired")
+    await page.evaluate(f"document.getElementById('token').value = {json.dumps(token)};"
+                        "document.querySelector('form').submit()")
+    await loaded
+    assert await page.evaluate("location.pathname") == "/dashboard/"
+
+
+async def test_dashboard_follows_a_live_pool_as_it_fills_and_spills(
+        pool: tuple[memkube.LocalCluster, memkube.Client]) -> None:
+    cluster, client = pool
+    async with chromium_page() as page:
+        try:
+            await _fill_and_spill(page, cluster, client)
+        finally:
+            # Kept also when an assertion fails: it shows what the page showed.
+            await page.screenshot(ARTIFACTS / "dashboard-live-pool.png")
+        assert page.console_errors == []
+        origin = cluster.dashboard_link.removesuffix("/dashboard/")
+        assert all(url.startswith((origin, "data:")) for url in page.requested), page.requested
+
+
+async def _fill_and_spill(page: Page, cluster: memkube.LocalCluster,
+                          client: memkube.Client) -> None:
+    await log_in(page, cluster.dashboard_link, cluster.token)
+    await page.wait_for("document.querySelectorAll('tr.worker').length === 2", timeout=20)
+    names = await page.evaluate(
+        "[...document.querySelectorAll('tr.worker')].map((r) => r.dataset.worker)")
+    assert sorted(names) == sorted(cluster.workers)
+
+    # 8 x 16 MiB held by the client: well under the 60% target of 2 x 256 MiB.
+    first = await asyncio.to_thread(client.map, make_chunk, range(8))
+    await asyncio.to_thread(client.gather, first[:1])
+    await page.wait_for(f"{shown_total('managed')} + {shown_total('spilled')} >= {8 * CHUNK}",
+                        timeout=20)
+
+    # 16 more: past the target, so the workers spill least-recently-used values to disk.
+    second = await asyncio.to_thread(client.map, make_chunk, range(100, 116))
+    await asyncio.to_thread(client.gather, second[:1])
+    await page.wait_for(f"{shown_total('spilled')} > 0", timeout=30)
+    await page.wait_for(
+        f"{shown_total('managed')} + {shown_total('spilled')} >= {24 * CHUNK}", timeout=30)
+    await page.wait_for("!document.getElementById('total-rates').textContent"
+                        ".startsWith('spill –')", timeout=20)
+
+    # Computing on the first batch (least recently used, so on disk) loads values back from
+    # disk: unspill shows. (Gathering would not: spilled data is served without unpickling.)
+    lengths = await asyncio.to_thread(client.map, len, first)
+    assert await asyncio.to_thread(client.gather, lengths) == [CHUNK] * 8
+    await page.wait_for("!document.getElementById('total-rates').textContent"
+                        ".endsWith('unspill –')", timeout=20)
+
+    # Once the pool is idle, the bars show exactly the scheduler's figures.
+    origin = cluster.dashboard_link.removesuffix("/dashboard/")
+    headers = {"Authorization": f"Bearer {cluster.token}"}
+    async with aiohttp.ClientSession(headers=headers) as http, \
+            http.get(origin + "/api/v1/pool") as r:
+        snap = await r.json()
+    for w in snap["workers"]:
+        for part in ("managed", "spilled"):
+            await page.wait_for(
+                f"document.querySelector('tr[data-worker=\"{w['name']}\"] "
+                f"[data-part=\"{part}\"]').dataset.bytes === '{w['memory'][part]}'", timeout=10)
+    await page.evaluate("document.querySelector('tr.worker').click()")
+    why = await page.wait_for("document.querySelector('tr.detail .why')?.textContent")
+    assert why
+
+
+async def test_one_scheduler_scrape_shows_every_worker(
+        pool: tuple[memkube.LocalCluster, memkube.Client]) -> None:
+    cluster, client = pool
+    held = await asyncio.to_thread(client.map, make_chunk, range(4))
+    await asyncio.to_thread(client.gather, held)
+    origin = cluster.dashboard_link.removesuffix("/dashboard/")
+
+    headers = {"Authorization": f"Bearer {cluster.token}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.get(origin + "/api/v1/pool") as r:
+            snap = await r.json()
+        async with http.get(origin + "/metrics") as r:
+            assert r.status == 200
+            text = await r.text()
+    samples = {(s.name, s.labels.get("worker", ""), s.labels.get("type", "")): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+
+    assert len(snap["workers"]) == 2
+    for w in snap["workers"]:
+        assert ("memkube_worker_memory_bytes", w["name"], "managed") in samples
+        assert samples[("memkube_worker_memory_limit_bytes", w["name"], "")] == 256 * MiB
+    workers = [s.value for family in text_string_to_metric_families(text)
+               for s in family.samples if s.name == "memkube_workers"]
+    assert sum(workers) == 2
