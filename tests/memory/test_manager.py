@@ -16,7 +16,7 @@ import pytest
 from memkube import serialize
 from memkube.memory import MemoryConfig, WorkerMemory
 from memkube.memory.manager import MemoryFigures
-from memkube.memory.policy import Spill
+from memkube.memory.policy import Pause, Resume, Spill
 
 MiB = 1 << 20
 
@@ -142,3 +142,50 @@ async def test_terminate_is_called_once(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="already running"):
         await memory.start()
     await memory.close()
+
+
+async def test_a_failing_callback_does_not_stop_the_monitor(tmp_path: Path) -> None:
+    base = rss()
+    limit = int(base / 0.5)
+    memory = WorkerMemory(config(tmp_path, limit, terminate=None), cgroup=False)
+    paused, resumed = asyncio.Event(), asyncio.Event()
+
+    def on_pause(reason: str) -> None:
+        paused.set()
+        raise RuntimeError("the worker's callback broke")
+
+    await memory.start(on_pause=on_pause, on_resume=lambda reason: resumed.set())
+    ballast = np.ones(int(0.35 * limit) // 8)
+    await asyncio.wait_for(paused.wait(), 5)
+    del ballast
+    await asyncio.wait_for(resumed.wait(), 5)  # the monitor lived on after the exception
+    await memory.close()
+    await memory.close()  # twice is harmless
+
+
+async def test_a_full_spill_disk_pauses_the_worker_and_loses_nothing(
+    tmpfs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # only the managed target acts here (process thresholds off): 38 MiB in memory at most,
+    # 16 MiB of disk, 64 MiB of values
+    memory = WorkerMemory(
+        config(tmpfs, 64 * MiB, spill=None, pause=None, terminate=None), cgroup=False
+    )
+    rng = np.random.default_rng(3)
+    arrays = [rng.random(MiB // 2) for _ in range(16)]  # 4 MiB each, incompressible
+    for i, array in enumerate(arrays):
+        await asyncio.to_thread(memory.data.__setitem__, f"a{i}", array)
+    actions = await memory.check_now()
+    assert any(isinstance(a, Pause) and "spill store full" in a.reason for a in actions)
+    assert memory.paused and memory.figures()["spill_full"]
+    assert [r for r in caplog.records if "spill store full" in r.getMessage()][:1]
+    for i, array in enumerate(arrays):
+        np.testing.assert_array_equal(
+            await asyncio.to_thread(memory.data.__getitem__, f"a{i}"), array
+        )
+    for i in range(8):  # the scheduler frees half: room again, the worker resumes
+        await asyncio.to_thread(memory.data.__delitem__, f"a{i}")
+    actions = await memory.check_now()
+    assert not memory.paused and any(isinstance(a, Resume) for a in actions)
+    await memory.close()
+    assert list(tmpfs.iterdir()) == []

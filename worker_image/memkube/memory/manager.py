@@ -240,8 +240,11 @@ class WorkerMemory:
         assert self._wake is not None
         while True:
             self._wake.clear()
-            for action in self.policy.step(self.reading()):
-                await self._act(action)
+            try:
+                for action in self.policy.step(self.reading()):
+                    await self._act(action)
+            except Exception:
+                logger.exception("memory monitor step failed; trying again at the next reading")
             try:
                 await asyncio.wait_for(self._wake.wait(), self.config.monitor_interval)
             except TimeoutError:
@@ -301,7 +304,8 @@ class WorkerMemory:
 
     def _remove_spill(self) -> None:
         self.data.clear()
-        shutil.rmtree(self.spill_dir, ignore_errors=False)
+        if self.spill_dir.exists():  # closing twice is harmless
+            shutil.rmtree(self.spill_dir)
 
     def close_sync(self) -> None:
         """Remove the spill directory without an event loop (the monitor must be stopped)."""
