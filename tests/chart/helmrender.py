@@ -44,11 +44,8 @@ STAND_INS = [
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
-def render_cases(
-    chart: Path, cases: list[dict[str, Any]], lint: bool = False
-) -> list[dict[str, Any]]:
-    """Run this module in a child with HELM_DRIVER=memory; one result per case (lint first)."""
-    request = {"chart": str(chart), "cases": cases, "lint": lint}
+def run_child(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run this module in a child with HELM_DRIVER=memory; its JSON lines, parsed."""
     support = str(HERE.parents[1] / "tests" / "support")
     path = os.pathsep.join(p for p in (support, os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "HELM_DRIVER": "memory", "KUBECONFIG": os.devnull, "PYTHONPATH": path}
@@ -62,8 +59,21 @@ def render_cases(
         check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"helm renderer failed ({proc.returncode}):\n{proc.stderr}")
+        raise RuntimeError(f"helm child failed ({proc.returncode}):\n{proc.stderr}")
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def lifecycle(chart: Path, plan: dict[str, Any]) -> dict[str, Any]:
+    """Install, upgrade and uninstall one release (see _lifecycle); what was seen after each."""
+    (seen,) = run_child({"chart": str(chart), "lifecycle": plan, "cases": []})
+    return seen
+
+
+def render_cases(
+    chart: Path, cases: list[dict[str, Any]], lint: bool = False
+) -> list[dict[str, Any]]:
+    """Render every case (and lint first if asked); one result per case."""
+    return run_child({"chart": str(chart), "cases": cases, "lint": lint})
 
 
 def _stand_in_crd(group: str, kind: str, plural: str) -> dict[str, Any]:
@@ -114,6 +124,9 @@ async def _child(request: dict[str, Any]) -> None:
     from apidouble import ApiDouble
 
     chart = request["chart"]
+    if request.get("lifecycle"):
+        print(json.dumps(await _lifecycle(chart, request["lifecycle"])), flush=True)
+        return
     if request.get("lint"):
         async with ApiDouble() as api:
             config = helm_sdkpy.Configuration(kubeconfig=str(api.kubeconfig_path))
@@ -148,6 +161,73 @@ async def _child(request: dict[str, Any]) -> None:
                 "notes": (release.get("info") or {}).get("notes", ""),
             }
             print(json.dumps(result), flush=True)
+
+
+def _rbac_names(api: Any) -> dict[str, list[str]]:
+    rbac = ("rbac.authorization.k8s.io", "v1")
+    return {
+        "clusterroles": sorted(o["metadata"]["name"] for o in api.objects(*rbac, "clusterroles")),
+        "roles": sorted(
+            f"{o['metadata']['namespace']}/{o['metadata']['name']}"
+            for o in api.objects(*rbac, "roles")
+        ),
+    }
+
+
+async def _lifecycle(chart: str, plan: dict[str, Any]) -> dict[str, Any]:
+    """install(values) -> upgrade(upgrade_values) -> uninstall, observing the API each time."""
+    import helm_sdkpy
+    from apidouble import ApiDouble
+
+    seen: dict[str, Any] = {}
+    async with ApiDouble() as api:
+        for namespace in plan["namespaces"]:
+            api.create_object(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+            )
+        config = helm_sdkpy.Configuration(
+            namespace=plan["namespace"], kubeconfig=str(api.kubeconfig_path)
+        )
+        release, deployment = plan["release"], ("apps", "v1", "deployments", plan["namespace"])
+        steps = [
+            (
+                "install",
+                helm_sdkpy.Install(config).run(release, chart, values=plan["values"], wait=False),
+            ),
+            (
+                "upgrade",
+                helm_sdkpy.Upgrade(config).run(
+                    release, chart, values=plan["upgrade_values"], wait=False
+                ),
+            ),
+            ("uninstall", helm_sdkpy.Uninstall(config).run(release, wait=False)),
+        ]
+        for step, action in steps:
+            try:
+                result = await action
+            except helm_sdkpy.HelmError as exc:
+                seen[step] = {"error": str(exc)}
+                break
+            seen[step] = {
+                "status": (result.get("info") or {}).get("status", "")
+                if step != "uninstall"
+                else "",
+                "deployments": [o["metadata"]["name"] for o in api.objects(*deployment)],
+                "args": [
+                    o["spec"]["template"]["spec"]["containers"][0]["args"]
+                    for o in api.objects(*deployment)
+                ],
+                "crd": api.get_object(
+                    "apiextensions.k8s.io",
+                    "v1",
+                    "customresourcedefinitions",
+                    None,
+                    "workerpools.memkube.dev",
+                )
+                is not None,
+                **_rbac_names(api),
+            }
+    return seen
 
 
 if __name__ == "__main__":
