@@ -185,3 +185,24 @@ async def test_dry_run_stores_nothing(api: ApiDouble, http: Http) -> None:
     assert status == 201 and cm["metadata"]["name"] == "dry"
     assert (await http.get(f"{CM}/dry"))[0] == 404
     assert api.resource_version == before
+
+
+async def test_builtin_unknown_fields_are_dropped_or_rejected_when_strict(http: Http) -> None:
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": [
+        {"name": "c", "image": "i:1", "imagePullPolicyy": "Always"}]}}
+    status, body = await http.post("/api/v1/namespaces/default/pods", pod,
+                                   params={"fieldValidation": "Strict"})
+    assert status == 400
+    assert 'unknown field "spec.containers[0].imagePullPolicyy"' in body["message"]
+    status, created = await http.post("/api/v1/namespaces/default/pods", pod)
+    assert status == 201 and "imagePullPolicyy" not in created["spec"]["containers"][0]
+
+
+async def test_builtin_schema_violations_are_invalid(http: Http) -> None:
+    status, body = await http.post("/api/v1/namespaces/default/pods", {
+        "metadata": {"name": "p"}, "spec": {"containers": [{"image": "i:1"}]}})
+    assert status == 422 and body["reason"] == "Invalid"
+    assert body["details"]["causes"][0]["field"] == "spec.containers[0].name"
+    status, body = await http.post("/api/v1/namespaces/default/services", {
+        "metadata": {"name": "s"}, "spec": {"ports": [{"port": "eighty"}]}})
+    assert status == 422 and body["details"]["causes"][0]["field"] == "spec.ports[0].port"

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import lifecycle
+from .builtin_schema import schema_causes, unknown_fields
 from .builtins import apply_builtin_defaults, name_causes, tracks_generation
 from .crds import crd_causes, crd_status, crd_types
 from .errors import (
@@ -311,16 +312,25 @@ class Registry:
             assert rt.schema is not None
             new = normalize(new, rt.schema, unknown)
             if strict and unknown:
-                raise bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled as a '
-                                  f'{rt.kind}: strict decoding error: ' +
-                                  ", ".join(f'unknown field "{u}"' for u in unknown))
+                raise bad_request(_strict_message(rt, unknown))
             causes = validate(new, rt.schema, old)
         else:
+            unknown = unknown_fields(new)
+            if strict and unknown:
+                raise bad_request(_strict_message(rt, unknown))
             apply_builtin_defaults(rt, new, old)
-            causes = crd_causes(new) if rt.key == CRD_GROUP_RESOURCE else []
+            causes = schema_causes(new)
+            if rt.key == CRD_GROUP_RESOURCE:
+                causes += crd_causes(new)
         if causes:
             raise invalid(rt.kind, rt.group, name, causes)
         return new
+
+
+def _strict_message(rt: ResourceType, unknown: list[str]) -> str:
+    fields = ", ".join(f'unknown field "{u}"' for u in unknown)
+    return (f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+            f'strict decoding error: {fields}')
 
 
 def _check_kind(rt: ResourceType, body: Any) -> None:

@@ -53,7 +53,8 @@ def _field(path: Any) -> str:
     return text
 
 
-def _cause(error: jsonschema.ValidationError) -> Cause:
+def schema_error_cause(error: jsonschema.ValidationError) -> Cause:
+    """A jsonschema error worded as the API server words the same field error."""
     field, value, kind = _field(error.absolute_path), error.instance, error.validator
     expected = error.validator_value
     if kind == "required":
@@ -149,7 +150,7 @@ def validate(obj: dict[str, Any], schema: dict[str, Any],
     root["properties"] = {k: v for k, v in (schema.get("properties") or {}).items()
                           if k != "metadata"}
     validator = jsonschema.Draft7Validator(_to_jsonschema(root))
-    causes = [_cause(e) for e in sorted(validator.iter_errors(body),
+    causes = [schema_error_cause(e) for e in sorted(validator.iter_errors(body),
                                              key=lambda e: _field(e.absolute_path))]
     if not causes:
         _cel_causes(body, _without_meta(old), root, "", causes)
