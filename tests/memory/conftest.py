@@ -71,3 +71,9 @@ class PythonRunner:
 @pytest.fixture
 def run_python() -> PythonRunner:
     return PythonRunner()
+
+
+@pytest.fixture
+def memkube_env() -> dict[str, str]:
+    """Environment for a subprocess that imports memkube from this tree."""
+    return python_env()

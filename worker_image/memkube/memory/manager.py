@@ -21,11 +21,9 @@ import ctypes.util
 import gc
 import inspect
 import logging
-import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TypedDict
 
 import psutil
@@ -49,6 +47,7 @@ from .policy import (
     TrimMalloc,
     Warn,
 )
+from .spilldir import SpillDirectory
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +99,8 @@ class WorkerMemory:
 
     def __init__(self, config: MemoryConfig, *, cgroup: CgroupMemory | None | bool = True) -> None:
         self.config = config
-        parent = config.spill_dir or tempfile.gettempdir()
-        Path(parent).mkdir(parents=True, exist_ok=True)
-        self.spill_dir = Path(tempfile.mkdtemp(prefix="memkube-spill-", dir=parent))
+        self._directory = SpillDirectory(config.spill_dir or tempfile.gettempdir())
+        self.spill_dir = self._directory.path
         disk = SpillDisk(
             File(self.spill_dir), max_bytes=config.max_spill, compression=config.compression
         )
@@ -134,9 +132,20 @@ class WorkerMemory:
             spillable=self.data.spillable,
             spilled=self.data.spilled,
             spill_full=self.data.spill_full,
-            cgroup_usage=self._cgroup.working_set() if self._cgroup else None,
+            cgroup_usage=self._cgroup_usage(),
             cgroup_limit=self._cgroup_limit,
         )
+
+    def _cgroup_usage(self) -> int | None:
+        if self._cgroup is None:
+            return None
+        try:
+            return self._cgroup.working_set()
+        except OSError as exc:  # the cgroup vanished (moved by an operator): go on without
+            logger.warning("cannot read cgroup memory any more, using RSS only: %s", exc)
+            self._cgroup = None
+            self._cgroup_limit = None
+            return None
 
     @property
     def paused(self) -> bool:
@@ -304,8 +313,7 @@ class WorkerMemory:
 
     def _remove_spill(self) -> None:
         self.data.clear()
-        if self.spill_dir.exists():  # closing twice is harmless
-            shutil.rmtree(self.spill_dir)
+        self._directory.remove()  # closing twice is harmless
 
     def close_sync(self) -> None:
         """Remove the spill directory without an event loop (the monitor must be stopped)."""
