@@ -17,7 +17,7 @@ def _runs(job: dict[str, Any]) -> str:
 def test_workflow_runs_the_suite_then_the_kind_tier() -> None:
     workflow = yaml.safe_load(WORKFLOW.read_text())
     jobs = workflow["jobs"]
-    assert "python -m pytest -q -rs tests" in _runs(jobs["tests"])
+    assert "make test" in _runs(jobs["tests"]) and "make lint" in _runs(jobs["tests"])
     kind = jobs["kind-e2e"]
     assert kind["needs"] == "tests"
     assert "pytest tests/e2e_kind --kind" in _runs(kind)
