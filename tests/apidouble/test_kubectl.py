@@ -131,6 +131,28 @@ def test_wait_for_ready_is_woken_by_a_watch(kubectl: Kubectl) -> None:
     assert "pod/slow condition met" in out
 
 
+def test_get_watch_prints_table_rows_as_changes_arrive(kubectl: Kubectl) -> None:
+    api = kubectl.api
+    kubectl("apply", "-f", str(WIDGETS_CRD))
+    _apply(kubectl, WIDGET.format(replicas=1))
+    cmd = ["kubectl", "--kubeconfig", str(api.kubeconfig_path), "--cache-dir",
+           str(kubectl.cache), "get", "wd", "--watch", "--output-watch-events"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as watching:
+        guard = threading.Timer(20, watching.kill)  # a hung read ends with the process
+        guard.start()
+        try:
+            assert watching.stdout is not None
+            assert watching.stdout.readline().split()[:3] == ["EVENT", "NAME", "REPLICAS"]
+            assert watching.stdout.readline().split()[:3] == ["ADDED", "w1", "1"]
+            api.patch_object("example.test", "v1", "widgets", "default", "w1",
+                             {"spec": {"replicas": 4}})
+            assert watching.stdout.readline().split()[:3] == ["MODIFIED", "w1", "4"]
+        finally:
+            guard.cancel()
+            watching.kill()
+
+
 def test_explain_reads_the_crd_schema(kubectl: Kubectl) -> None:
     kubectl("apply", "-f", str(WIDGETS_CRD))
     out = kubectl("explain", "widgets.spec").stdout
