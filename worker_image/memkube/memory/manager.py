@@ -52,6 +52,7 @@ from .spilldir import SpillDirectory
 logger = logging.getLogger(__name__)
 
 Callback = Callable[[str], Awaitable[None] | None]
+PAUSE_WARN_EVERY = 60.0  # seconds between "pausing" warnings; the others are logged at INFO
 
 
 class ThresholdFigures(TypedDict):
@@ -119,6 +120,7 @@ class WorkerMemory:
         self._events: MemoryEvents | None = None
         self._callbacks: dict[str, Callback | None] = {}
         self.kernel_events = 0
+        self._pause_warned = -PAUSE_WARN_EVERY
 
     # reading
 
@@ -268,7 +270,12 @@ class WorkerMemory:
                     )
                     self._spilling.add_done_callback(self._spill_done)
             case Pause(reason):
-                logger.warning("pausing: %s", reason)
+                # pausing and resuming may alternate quickly: warn once a minute, not each time
+                now = time.monotonic()
+                quiet = now - self._pause_warned < PAUSE_WARN_EVERY
+                logger.log(logging.INFO if quiet else logging.WARNING, "pausing: %s", reason)
+                if not quiet:
+                    self._pause_warned = now
                 await self._call("pause", reason)
             case Resume(reason):
                 logger.info("resuming: %s", reason)
