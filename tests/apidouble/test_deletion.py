@@ -155,3 +155,16 @@ async def test_invalid_propagation_policy(http: Http) -> None:
     await http.post(CM, {"metadata": {"name": "p"}})
     status, _ = await http.delete(f"{CM}/p", params={"propagationPolicy": "Sideways"})
     assert status == 400
+
+
+async def test_no_new_custom_resources_while_their_crd_terminates(
+        http: Http, widgets: str) -> None:
+    await http.post(widgets, {"metadata": {"name": "held", "finalizers": ["t/x"]},
+                              "spec": {"size": "1Gi"}})
+    crd = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.test"
+    await http.delete(crd)
+    status, body = await http.post(widgets, {"metadata": {"name": "late"},
+                                             "spec": {"size": "1Gi"}})
+    assert status == 405 and body["reason"] == "MethodNotAllowed"
+    await http.patch(f"{widgets}/held", {"metadata": {"finalizers": None}})
+    assert (await http.get(crd))[0] == 404

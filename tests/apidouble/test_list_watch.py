@@ -162,3 +162,20 @@ async def test_too_old_resource_version_is_gone(api: ApiDouble, http: Http) -> N
     events = await http.watch(PODS, {"resourceVersion": old}, 1)
     assert events[0]["type"] == "ERROR"
     assert events[0]["object"]["code"] == 410 and events[0]["object"]["reason"] == "Expired"
+
+
+async def test_continue_follows_namespace_then_name_order(http: Http) -> None:
+    # "a" < "a-b" as namespaces even though "a/z" > "a-b/a" as strings.
+    for ns in ("a", "a-b"):
+        await http.post("/api/v1/namespaces", {"metadata": {"name": ns}})
+    await http.post("/api/v1/namespaces/a/configmaps", {"metadata": {"name": "z"}})
+    await http.post("/api/v1/namespaces/a-b/configmaps", {"metadata": {"name": "a"}})
+    seen, token = [], ""
+    while True:
+        params = {"limit": "1", **({"continue": token} if token else {})}
+        _, page = await http.get("/api/v1/configmaps", params=params)
+        seen += [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in page["items"]]
+        token = page["metadata"].get("continue", "")
+        if not token:
+            break
+    assert seen == [("a", "z"), ("a-b", "a")]

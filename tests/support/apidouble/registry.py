@@ -31,6 +31,7 @@ from .errors import (
     field_required,
     forbidden,
     invalid,
+    method_not_allowed,
     not_found,
     unsupported_media_type,
 )
@@ -119,19 +120,19 @@ class Registry:
         with self.store.lock:
             rv = self.store.resource_version
             items = self.store.items(rt.key, namespace if rt.namespaced else None)
-        start_after, list_rv = _decode_continue(continue_) if continue_ else ("", rv)
+        start_after, list_rv = _decode_continue(continue_) if continue_ else (None, rv)
         chosen: list[dict[str, Any]] = []
         more = ""
         for obj in items:
             meta = obj["metadata"]
-            where = f"{meta.get('namespace', '')}/{meta['name']}"
-            if where <= start_after:
+            where = (meta.get("namespace", ""), meta["name"])
+            if start_after is not None and where <= start_after:
                 continue
             if not (labels(meta.get("labels") or {}) and fields(obj)):
                 continue
             if limit and len(chosen) == limit:
                 last = chosen[-1]["metadata"]
-                more = _encode_continue(f"{last.get('namespace', '')}/{last['name']}", list_rv)
+                more = _encode_continue((last.get("namespace", ""), last["name"]), list_rv)
                 break
             chosen.append(obj)
         # Items of built-in lists carry no kind/apiVersion on the wire; custom ones do.
@@ -160,6 +161,8 @@ class Registry:
         with self.store.lock:
             if rt.namespaced:
                 self._check_namespace_open(namespace)
+            if rt.custom:
+                self._check_crd_open(rt)
             if not meta.get("name"):
                 if not meta.get("generateName"):
                     raise invalid(rt.kind, rt.group, "", [field_required(
@@ -191,6 +194,12 @@ class Registry:
         if ns["metadata"].get("deletionTimestamp"):
             raise forbidden(f"unable to create new content in namespace {namespace} because "
                             f"it is being terminated", name=namespace, kind="namespaces")
+
+    def _check_crd_open(self, rt: ResourceType) -> None:
+        crd = self.store.get(CRD_GROUP_RESOURCE, "", rt.group_resource)
+        if crd is not None and crd["metadata"].get("deletionTimestamp"):
+            raise method_not_allowed("create not allowed while custom resource definition "
+                                     "is terminating")
 
     def update(self, rt: ResourceType, namespace: str, name: str, body: dict[str, Any], *,
                subresource: str = "", dry_run: bool = False,
@@ -373,14 +382,15 @@ def _bare(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
 
 
-def _encode_continue(after: str, rv: int) -> str:
-    raw = json.dumps({"start": after, "rv": rv}).encode()
+def _encode_continue(after: tuple[str, str], rv: int) -> str:
+    raw = json.dumps({"start": list(after), "rv": rv}).encode()
     return base64.urlsafe_b64encode(raw).decode()
 
 
-def _decode_continue(token: str) -> tuple[str, int]:
+def _decode_continue(token: str) -> tuple[tuple[str, str], int]:
     try:
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return str(data["start"]), int(data["rv"])
+        namespace, name = data["start"]
+        return (str(namespace), str(name)), int(data["rv"])
     except (ValueError, KeyError, TypeError) as exc:
         raise bad_request(f"continue key is not valid: {exc}") from exc

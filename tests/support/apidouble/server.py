@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from typing import Any
 
 import yaml
@@ -26,6 +27,7 @@ from .resources import ResourceType
 from .tables import to_table
 from .watch import Watch, WatchEvent
 
+logger = logging.getLogger(__name__)
 _NOT_FOUND = ApiError(404, "NotFound", "the server could not find the requested resource")
 
 
@@ -93,6 +95,9 @@ class ApiServer:
         except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
             response = _error(bad_request(f"the body of the request could not be decoded: "
                                           f"{exc}"))
+        except Exception as exc:  # a bug in the double: answer as a server would, and say so
+            logger.exception("apidouble failed to serve %s %s", request.method, request.path)
+            response = _error(ApiError(500, "InternalError", f"Internal error occurred: {exc}"))
         record["code"] = response.status
         return response
 
