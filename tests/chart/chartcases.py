@@ -65,6 +65,7 @@ VALID: dict[str, dict[str, Any]] = {
             "podMonitor": {"enabled": True, "interval": "30s"},
         },
     },
+    "policy-watching-everything": {"networkPolicy": {"enabled": True}},
     "bring-your-own-account": {
         "rbac": {"create": False},
         "serviceAccount": {"create": False, "name": "platform-memkube"},

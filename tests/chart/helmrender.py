@@ -17,7 +17,8 @@ Usage (what `render_cases` does for tests)::
         | HELM_DRIVER=memory python tests/chart/helmrender.py
 
 prints one JSON result per case: {"manifest": str, "notes": str} or {"error": str}, and
-{"lint": {...}} first when "lint": true is asked.
+{"lint": {...}} first when "lint": true is asked. `lifecycle` instead installs, upgrades and
+uninstalls one release and reports what the API held after each step.
 
 Not covered: what the rendered objects mean; the tests check that.
 """

@@ -280,4 +280,12 @@ def test_notes_tell_what_was_installed(helm_results: dict[str, Any]) -> None:
     assert f"rollout status deployment/{RELEASE}-memkube" in notes
     scoped = helm_results["namespaced-with-policy-and-monitors"]["notes"]
     assert "these namespaces: team-a, team-b" in scoped
-    assert '{"memkube.dev/client":"true"}' in scoped
+    labels = '{"memkube.dev/client":"true"}'
+    assert (
+        f"NetworkPolicy is on in team-a, team-b: client pods must carry the labels {labels}"
+        in scoped
+    )
+    assert "not covered" not in scoped
+    everywhere = helm_results["policy-watching-everything"]["notes"]
+    assert f"NetworkPolicy is on in {NAMESPACE}:" in everywhere
+    assert "Pools in other namespaces are not covered" in everywhere
