@@ -68,7 +68,7 @@ def build_registry(
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
         if "reconciler" in state:
-            await state["reconciler"].api.close()
+            await state["reconciler"].close()
 
     @kopf.on.login(registry=registry)
     def authenticate(**_: Any) -> kopf.ConnectionInfo:

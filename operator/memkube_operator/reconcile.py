@@ -86,6 +86,14 @@ class Reconciler:
         async with lock:
             await self._pass(namespace, name)
 
+    async def close(self) -> None:
+        """Cancel passes waiting for pod events, then close the API client."""
+        pending = list(self._pending.values())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await self.api.close()
+
     def forget(self, namespace: str, name: str) -> None:
         """Drop per-pool state once the WorkerPool is gone."""
         self._locks.pop((namespace, name), None)
@@ -150,8 +158,11 @@ class Reconciler:
             self.config.scheduler,
         )
         scheduler_error = await self._act(body, pool, step, pods, client, scheduler_ready)
+        acted = bool(step.create_workers or step.delete_now or step.retires)
+        # After acting the pods changed: list again; otherwise what we read is still current.
+        views = None if acted else [pod_view(p) for p in pods]
         await self._write_status(
-            body, pool, step, desired_hash, client, scheduler_ready, scheduler_error
+            body, pool, step, desired_hash, client, scheduler_ready, scheduler_error, views
         )
         if scheduler_error and step.retires:
             raise kopf.TemporaryError(
@@ -280,9 +291,10 @@ class Reconciler:
         client: SchedulerClient,
         scheduler_ready: bool,
         scheduler_error: str | None,
+        views: list[PodView] | None,
     ) -> None:
         previous = body.get("status") or {}
-        pods = [pod_view(p) for p in await self._worker_pods(pool)]
+        pods = views if views is not None else [pod_view(p) for p in await self._worker_pods(pool)]
         snapshot: dict[str, Any] | None = None
         if scheduler_ready:
             try:
@@ -319,6 +331,8 @@ class Reconciler:
             status["scaleDown"] = {"waitingSince": since, "message": scheduler_error}
         else:
             status["scaleDown"] = None
+        if _already(previous, status):
+            return  # nothing new: spare the API server a write
         await self.api.merge_patch(
             pool_path(pool.namespace, pool.name, subresource="status"), {"status": status}
         )
@@ -334,6 +348,20 @@ class Reconciler:
             await client.report(EventReport(kind="oom-kill", worker=pod, message=message))
         except MemkubeError as exc:
             log.info("could not report the OOM kill of %s to the scheduler: %s", pod, exc)
+
+
+def _already(previous: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
+    """Whether applying ``patch`` as a merge patch would leave ``previous`` unchanged."""
+    for key, value in patch.items():
+        if value is None:
+            if key in previous:
+                return False
+        elif isinstance(value, Mapping) and isinstance(previous.get(key), Mapping):
+            if not _already(previous[key], value):
+                return False
+        elif previous.get(key) != value:
+            return False
+    return True
 
 
 def _count_ooms(
