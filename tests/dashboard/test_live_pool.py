@@ -1,25 +1,34 @@
-"""The dashboard and /metrics of a real local pool: a scheduler and two worker processes
-with 256 MiB each, filled by a client until they spill, watched in headless Chromium."""
+"""The dashboard, /metrics, the snapshot seam and the progress bar against a real local pool:
+a scheduler and two worker processes with 256 MiB each, filled by a client until they spill,
+watched in headless Chromium."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import aiohttp
 import memkube
 import pytest
 from dashboard_browser import CHROMIUM, Page, chromium_page
+from memkube.dashboard.snapshot import (
+    THRESHOLD_NAMES,
+    EventKind,
+    MemoryFigures,
+    PoolEvent,
+    PoolSnapshot,
+    WorkerInfo,
+    WorkerStatus,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
-                       "(apt-get install chromium; .ci/run installs it)"),
-]
+pytestmark = pytest.mark.slow
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; .ci/run does)")
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 MiB = 2**20
@@ -70,6 +79,7 @@ async def log_in(page: Page, link: str, token: str) -> None:
     assert await page.evaluate("location.pathname") == "/dashboard/"
 
 
+@needs_chromium
 async def test_dashboard_follows_a_live_pool_as_it_fills_and_spills(
         pool: tuple[memkube.LocalCluster, memkube.Client]) -> None:
     cluster, client = pool
@@ -99,20 +109,23 @@ async def _fill_and_spill(page: Page, cluster: memkube.LocalCluster,
                         timeout=20)
 
     # 16 more: past the target, so the workers spill least-recently-used values to disk.
+    # A rate shows only while the counters move, so watch for it from before the spilling.
+    spill_rate_shown = asyncio.create_task(page.wait_for(
+        "!document.getElementById('total-rates').textContent.startsWith('spill –')", timeout=40))
     second = await asyncio.to_thread(client.map, make_chunk, range(100, 116))
     await asyncio.to_thread(client.gather, second[:1])
     await page.wait_for(f"{shown_total('spilled')} > 0", timeout=30)
     await page.wait_for(
         f"{shown_total('managed')} + {shown_total('spilled')} >= {24 * CHUNK}", timeout=30)
-    await page.wait_for("!document.getElementById('total-rates').textContent"
-                        ".startsWith('spill –')", timeout=20)
+    await spill_rate_shown
 
     # Computing on the first batch (least recently used, so on disk) loads values back from
     # disk: unspill shows. (Gathering would not: spilled data is served without unpickling.)
+    unspill_rate_shown = asyncio.create_task(page.wait_for(
+        "!document.getElementById('total-rates').textContent.endsWith('unspill –')", timeout=40))
     lengths = await asyncio.to_thread(client.map, len, first)
     assert await asyncio.to_thread(client.gather, lengths) == [CHUNK] * 8
-    await page.wait_for("!document.getElementById('total-rates').textContent"
-                        ".endsWith('unspill –')", timeout=20)
+    await unspill_rate_shown
 
     # Once the pool is idle, the bars show exactly the scheduler's figures.
     origin = cluster.dashboard_link.removesuffix("/dashboard/")
@@ -154,3 +167,43 @@ async def test_one_scheduler_scrape_shows_every_worker(
     workers = [s.value for family in text_string_to_metric_families(text)
                for s in family.samples if s.name == "memkube_workers"]
     assert sum(workers) == 2
+
+
+def _missing(shape: type, value: dict[str, Any]) -> set[str]:
+    return set(shape.__required_keys__) - set(value)  # type: ignore[attr-defined]
+
+
+async def test_the_scheduler_snapshot_has_every_field_the_dashboard_reads(
+        pool: tuple[memkube.LocalCluster, memkube.Client]) -> None:
+    cluster, _ = pool
+    origin = cluster.dashboard_link.removesuffix("/dashboard/")
+    headers = {"Authorization": f"Bearer {cluster.token}"}
+    async with aiohttp.ClientSession(headers=headers) as http, \
+            http.get(origin + "/api/v1/pool") as r:
+        snap = await r.json()
+
+    assert _missing(PoolSnapshot, snap) == set()
+    assert snap["workers"]
+    for w in snap["workers"]:
+        assert _missing(WorkerInfo, w) == set()
+        assert _missing(MemoryFigures, w["memory"]) == set()
+        assert set(w["memory"]["thresholds"]) == set(THRESHOLD_NAMES)
+        assert w["status"] in get_args(WorkerStatus)
+    for event in snap["events"]:
+        assert _missing(PoolEvent, event) == set()
+        assert event["kind"] in get_args(EventKind)
+
+
+async def test_progress_follows_real_futures_to_the_end(
+        pool: tuple[memkube.LocalCluster, memkube.Client]) -> None:
+    _, client = pool
+
+    def boom(x: int) -> int:
+        raise ValueError(x)
+
+    good = await asyncio.to_thread(client.map, make_chunk, range(200, 206))
+    bad = await asyncio.to_thread(client.submit, boom, 1)
+    out = io.StringIO()
+    bar = await asyncio.to_thread(memkube.progress, [*good, bad], file=out, timeout=60)
+    assert bar.statuses == {"finished": 6, "error": 1}
+    assert "7/7" in out.getvalue()

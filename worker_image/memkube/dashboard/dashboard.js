@@ -144,7 +144,7 @@ function detailRow(w, hints) {
     el("dt", {}, "threads"), el("dd", {}, w.nthreads),
     el("dt", {}, "address"), el("dd", {}, w.address + (w.node ? ` (node ${w.node})` : "")));
   const events = w.events.length
-    ? el("ol", { class: "events" }, ...w.events.map((e) => eventItem(e, hints, false)))
+    ? el("ol", { class: "events compact" }, ...w.events.map((e) => eventItem(e, hints, false)))
     : el("p", { class: "empty" }, "No memory events for this worker.");
   return el("tr", { class: "detail", "data-detail": w.name }, el("td", { colspan: 10 },
     el("div", { class: "detail-grid" },
@@ -167,7 +167,7 @@ function eventItem(e, hints, withWorker) {
   const kind = KINDS.includes(e.kind) ? e.kind : "other";
   const who = withWorker
     ? el("span", { class: "who", onclick: () => { selected = e.worker; draw(lastView); } }, e.worker)
-    : el("span", {}, "");
+    : null;
   return el("li", { "data-kind": e.kind },
     el("time", {}, clock(e.time)), who,
     el("span", {}, el("span", { class: `kind ${kind}`, title: hints[e.kind] || "" }, e.kind), e.message || ""));

@@ -14,7 +14,9 @@ from typing import Literal, TypedDict
 
 WorkerState = Literal["normal", "spilling", "paused"]
 WorkerStatus = Literal["running", "paused", "retiring"]
-EventKind = Literal["pause", "resume", "memory-restart", "retire", "worker-lost", "oom-kill"]
+EventKind = Literal[
+    "pause", "resume", "memory-restart", "retire", "worker-lost", "oom-kill", "worker-added",
+]
 
 THRESHOLD_NAMES: tuple[str, ...] = ("target", "spill", "pause", "terminate")
 MEMORY_TYPES: tuple[str, ...] = ("managed", "unmanaged", "spilled")
