@@ -206,3 +206,23 @@ async def test_builtin_schema_violations_are_invalid(http: Http) -> None:
     status, body = await http.post("/api/v1/namespaces/default/services", {
         "metadata": {"name": "s"}, "spec": {"ports": [{"port": "eighty"}]}})
     assert status == 422 and body["details"]["causes"][0]["field"] == "spec.ports[0].port"
+
+
+async def test_label_and_owner_reference_rules(http: Http) -> None:
+    status, body = await http.post(CM, {"metadata": {"name": "l", "labels": {
+        "app": "x" * 64}}})
+    assert status == 422 and body["details"]["causes"][0]["field"] == "metadata.labels"
+    status, _ = await http.post(CM, {"metadata": {"name": "l", "labels": {
+        "example.com/app": "ok-1.2_3", "empty": ""}}})
+    assert status == 201
+    status, _ = await http.post(CM, {"metadata": {"name": "k", "labels": {"bad key": "v"}}})
+    assert status == 422
+    status, body = await http.post(CM, {"metadata": {"name": "o", "ownerReferences": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "l"}]}})
+    assert status == 422
+    assert body["details"]["causes"][0]["field"] == "metadata.ownerReferences[0].uid"
+
+
+async def test_generated_names_are_capped(http: Http) -> None:
+    status, cm = await http.post(CM, {"metadata": {"generateName": "p" * 70}})
+    assert status == 201 and len(cm["metadata"]["name"]) == 63

@@ -28,7 +28,7 @@ async def test_group_versions_have_no_leading_slash(http: Http) -> None:
     assert status == 200 and groups["kind"] == "APIGroupList"
     by_name = {g["name"]: g for g in groups["groups"]}
     for name in ("apps", "rbac.authorization.k8s.io", "coordination.k8s.io",
-                 "apiextensions.k8s.io", "events.k8s.io"):
+                 "apiextensions.k8s.io", "events.k8s.io", "networking.k8s.io", "policy"):
         gv = by_name[name]["preferredVersion"]["groupVersion"]
         assert gv == f"{name}/v1"
     status, apps = await http.get("/apis/apps/v1")

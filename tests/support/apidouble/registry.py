@@ -35,6 +35,7 @@ from .errors import (
     not_found,
     unsupported_media_type,
 )
+from .objectmeta import MAX_GENERATED_PREFIX, meta_causes
 from .patching import json_patch, merge_patch, strategic_merge
 from .resources import BUILTIN_TYPES, CRD_GROUP_RESOURCE, NAMESPACES, ResourceType
 from .selectors import field_matcher, label_matcher
@@ -87,7 +88,9 @@ class Registry:
     def _register_crd(self, crd: dict[str, Any]) -> None:
         self.forget_crd(crd)
         for rt in crd_types(crd):
-            self._types[(rt.group, rt.version, rt.plural)] = rt
+            existing = self._types.get((rt.group, rt.version, rt.plural))
+            if existing is None or existing.custom:  # a CRD never shadows a built-in kind
+                self._types[(rt.group, rt.version, rt.plural)] = rt
 
     def forget_crd(self, crd: dict[str, Any]) -> None:
         spec = crd.get("spec") or {}
@@ -167,7 +170,7 @@ class Registry:
                 if not meta.get("generateName"):
                     raise invalid(rt.kind, rt.group, "", [field_required(
                         "metadata.name", "name or generateName is required")])
-                meta["name"] = meta["generateName"] + "".join(
+                meta["name"] = meta["generateName"][:MAX_GENERATED_PREFIX] + "".join(
                     random.choice(_NAME_CHARS) for _ in range(5))
             if self.store.get(rt.key, namespace if rt.namespaced else "", meta["name"]):
                 raise already_exists(rt.plural, rt.group, meta["name"])
@@ -331,6 +334,7 @@ class Registry:
             causes = schema_causes(new)
             if rt.key == CRD_GROUP_RESOURCE:
                 causes += crd_causes(new)
+        causes = meta_causes(new["metadata"]) + causes
         if causes:
             raise invalid(rt.kind, rt.group, name, causes)
         return new

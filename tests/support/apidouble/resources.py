@@ -112,6 +112,9 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _grp("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
     _grp("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
     _grp("coordination.k8s.io", "v1", "leases", "Lease"),
+    _grp("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short_names=("netpol",)),
+    _grp("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short_names=("pdb",),
+         has_status=True),
     _grp("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
          False, short_names=("crd", "crds"), has_status=True),
 )
