@@ -164,6 +164,16 @@ async def test_one_scheduler_scrape_shows_every_worker(
     for w in snap["workers"]:
         assert ("memkube_worker_memory_bytes", w["name"], "managed") in samples
         assert samples[("memkube_worker_memory_limit_bytes", w["name"], "")] == 256 * MiB
+
+    # Each worker's own /metrics has the same families, labelled with its own name.
+    w = snap["workers"][0]
+    async with aiohttp.ClientSession(headers=headers) as http, \
+            http.get(w["address"].replace("tcp://", "http://") + "/metrics") as r:
+        assert r.status == 200
+        own = [(s.name, s.labels) for f in text_string_to_metric_families(await r.text())
+               for s in f.samples]
+    assert ("memkube_worker_memory_bytes", {"worker": w["name"], "type": "managed"}) in own
+    assert {labels["worker"] for _, labels in own} == {w["name"]}
     workers = [s.value for family in text_string_to_metric_families(text)
                for s in family.samples if s.name == "memkube_workers"]
     assert sum(workers) == 2

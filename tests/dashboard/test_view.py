@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 from dashboard_fakes import GiB, MiB, figures, snapshot, worker
-from memkube.dashboard.explain import explain_worker
+from memkube.dashboard.explain import display_state, explain_worker
 from memkube.dashboard.rates import CounterRates, MemoryHistory
-from memkube.dashboard.view import DashboardFeed, display_state
+from memkube.dashboard.view import DashboardFeed
 
 
 def test_rates_follow_counters_over_the_window() -> None:
@@ -134,3 +134,12 @@ def test_feed_builds_totals_rates_and_per_worker_events() -> None:
     assert view["tasks"][0] == {"state": "memory", "count": 3}
     assert view["replication"] == {"factor": 2, "shortfall": 2}
     assert [p[0] for p in view["history"]] == [1000.0, 1002.0]
+
+
+def test_paused_by_the_scheduler_before_the_figures_catch_up_quotes_the_pause() -> None:
+    # The pause event arrived; the last heartbeat's figures are already below the threshold.
+    w = worker("w", figures(limit=GiB, managed=100 * MiB, unmanaged=100 * MiB), status="paused")
+    events = [{"time": 1.0, "kind": "pause", "worker": "w", "message": "memory at 86% of the limit"}]
+    lines = explain_worker(w, events)
+    assert lines[0].startswith("Paused (memory at 86% of the limit); its latest figures show "
+                               "process memory 200 MiB, below the pause threshold")

@@ -11,9 +11,11 @@ Not covered: advice tuned to one workload; this states what the figures show.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from .units import format_bytes, format_percent
+
+DisplayState = Literal["normal", "spilling", "paused", "retiring"]
 
 _OOM_ADVICE = ("memory grew past the pod limit faster than the terminate threshold could act. "
                "Raise memoryOverhead, lower the thresholds, or make tasks smaller.")
@@ -30,6 +32,18 @@ EVENT_HINTS: dict[str, str] = {
                    "re-replicated and the rest recomputed.",
     "worker-added": "A worker joined the pool (also after a restart).",
 }
+
+
+def display_state(worker: Mapping[str, Any]) -> DisplayState:
+    """The state a worker is shown in: retiring wins over paused, paused over spilling."""
+    figures: Mapping[str, Any] = worker.get("memory") or {}
+    if worker.get("status") == "retiring":
+        return "retiring"
+    if figures.get("paused") or figures.get("state") == "paused" or worker.get("status") == "paused":
+        return "paused"
+    if figures.get("state") == "spilling":
+        return "spilling"
+    return "normal"
 
 
 def explain_worker(worker: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -51,11 +65,18 @@ def explain_worker(worker: Mapping[str, Any], events: Sequence[Mapping[str, Any]
     if figures.get("spill_full"):
         lines.append("The spill disk (or the max-spill cap) is full: the worker pauses "
                      "instead of crashing until memory or disk frees up.")
-    paused = figures.get("paused") or figures.get("state") == "paused"
     pause_at = _bytes_at(limit, thresholds, "pause")
-    if paused and not (figures.get("spill_full") and (pause_at is None or process < pause_at)):
-        lines.append("Paused: " + _crossing(process, limit, thresholds, "pause")
-                     + " It starts no task and accepts no transfer until memory falls.")
+    if display_state(worker) == "paused":
+        if pause_at is not None and process >= pause_at:
+            lines.append("Paused: " + _crossing(process, limit, thresholds, "pause")
+                         + " It starts no task and accepts no transfer until memory falls.")
+        elif not figures.get("spill_full"):
+            # The pause (an event) and the figures (a heartbeat) arrive separately.
+            last = _last(events, "pause")
+            cause = f" ({last['message']})" if last and last.get("message") else ""
+            lines.append(f"Paused{cause}; its latest figures show process memory "
+                         f"{format_bytes(process)}, below the pause threshold "
+                         f"({_level(limit, thresholds, 'pause')}), so it resumes shortly.")
     elif figures.get("state") == "spilling":
         lines.append("Spilling: " + _crossing(process, limit, thresholds, "spill")
                      + " Least-recently-used values go to disk until memory is below "

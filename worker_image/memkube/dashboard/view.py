@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypedDict
+from typing import Any, TypedDict
 
-from .explain import EVENT_HINTS, explain_worker
+from .explain import EVENT_HINTS, DisplayState, display_state, explain_worker
 from .rates import CounterRates, MemoryHistory
 from .snapshot import THRESHOLD_NAMES
-
-DisplayState = Literal["normal", "spilling", "paused", "retiring"]
 
 # Task states in the order work flows through them (the progress bar's segments).
 TASK_STATE_ORDER: tuple[str, ...] = (
@@ -81,18 +79,6 @@ class DashboardView(TypedDict):
     events: list[dict[str, Any]]  # newest first
     event_hints: dict[str, str]
     history: list[tuple[float, int, int, int]]
-
-
-def display_state(worker: Mapping[str, Any]) -> DisplayState:
-    """The colour a worker gets: retiring wins over paused, paused over spilling."""
-    figures: Mapping[str, Any] = worker.get("memory") or {}
-    if worker.get("status") == "retiring":
-        return "retiring"
-    if figures.get("paused") or figures.get("state") == "paused" or worker.get("status") == "paused":
-        return "paused"
-    if figures.get("state") == "spilling":
-        return "spilling"
-    return "normal"
 
 
 def worker_view(worker: Mapping[str, Any], events: list[Mapping[str, Any]],

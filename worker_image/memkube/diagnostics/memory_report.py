@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..dashboard.explain import display_state
 from ..dashboard.units import format_bytes, format_percent
-from ..dashboard.view import display_state
 
 _COLUMNS = ("worker", "state", "limit", "managed", "unmanaged", "spilled", "process", "restarts")
 _NUMERIC = frozenset(_COLUMNS[2:])
@@ -42,7 +42,7 @@ def format_memory_report(snapshot: Mapping[str, Any]) -> str:
 
 def _row(worker: Mapping[str, Any]) -> list[str]:
     figures: Mapping[str, Any] = worker.get("memory") or {}
-    state = display_state(worker)
+    state: str = display_state(worker)
     if figures.get("spill_full"):
         state += ", disk full"
     return [
