@@ -111,6 +111,10 @@ class FakeFuture:
                 return
         fn(self)
 
+    def finish_silently(self, status: str = "finished") -> None:
+        """Done, but the callbacks never come (a client that lost them in a race)."""
+        self.status = status
+
     def finish(self, status: str = "finished") -> None:
         with self._lock:
             self.status = status

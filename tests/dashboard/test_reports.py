@@ -97,3 +97,11 @@ async def test_progress_refuses_to_block_a_running_event_loop() -> None:
     bar = progress([future], wait=False, file=io.StringIO())
     await asyncio.to_thread(future.finish)
     assert bar.statuses == {"finished": 1}
+
+
+def test_progress_finishes_even_when_a_done_callback_never_comes() -> None:
+    futures = [FakeFuture("a"), FakeFuture("b")]
+    bar = progress(futures, wait=False, file=io.StringIO())  # callbacks registered
+    futures[0].finish()
+    futures[1].finish_silently("error")
+    assert bar.wait(timeout=10) == {"finished": 1, "error": 1}

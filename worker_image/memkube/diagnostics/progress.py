@@ -56,22 +56,31 @@ class Progress:
         self._lock = threading.Lock()
         self._draw_lock = threading.Lock()  # wait=False: callbacks may draw from many threads
         self._all_done = threading.Event()
-        self._counted = 0
+        self._seen: set[int] = set()  # id() of each future counted
         self.bar = tqdm(total=len(self.futures), desc=description, unit="task",
                         file=file if file is not None else sys.stderr,
                         mininterval=draw_interval, dynamic_ncols=True, leave=True)
         if not self.futures:
             self._all_done.set()
         for future in self.futures:
-            # A future already done calls back at once; either way it is counted exactly once.
             future.add_done_callback(self._on_done)
 
     def _on_done(self, future: Any) -> None:
-        self._finished.put(future)
         with self._lock:
-            self._counted += 1
-            if self._counted >= len(self.futures):
+            # Counted once, whether reported by its callback or found done by a sweep.
+            if id(future) in self._seen:
+                return
+            self._seen.add(id(future))
+            if len(self._seen) >= len(self.futures):
                 self._all_done.set()
+        self._finished.put(future)
+
+    def _sweep(self) -> None:
+        """Count futures that are done but whose callback has not come (a callback delivered
+        late or lost must not leave the bar waiting forever)."""
+        for future in self.futures:
+            if id(future) not in self._seen and future.done():
+                self._on_done(future)
 
     def _drain(self) -> None:
         """Advance the bar for every future reported since the last drain."""
@@ -97,16 +106,20 @@ class Progress:
         """Block until every future is done; return how many ended in each status."""
         _refuse_running_loop()
         deadline = None if timeout is None else time.monotonic() + timeout
+        sweeps = 0
         try:
             while not self._all_done.is_set():
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(
-                        f"{len(self.futures) - self._counted} of {len(self.futures)} "
+                        f"{len(self.futures) - len(self._seen)} of {len(self.futures)} "
                         f"futures still pending after {timeout}s")
-                # Wake at least a few times a second to redraw; the event ends the wait early.
+                # Wake a few times a second to redraw; the event ends the wait early.
                 step = 0.2 if remaining is None else min(0.2, remaining)
-                self._all_done.wait(step)
+                if not self._all_done.wait(step):
+                    sweeps += 1
+                    if sweeps % 5 == 0:  # about once a second
+                        self._sweep()
                 self._drain()
             self._drain()
         finally:
