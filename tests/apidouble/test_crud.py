@@ -226,3 +226,22 @@ async def test_label_and_owner_reference_rules(http: Http) -> None:
 async def test_generated_names_are_capped(http: Http) -> None:
     status, cm = await http.post(CM, {"metadata": {"generateName": "p" * 70}})
     assert status == 201 and len(cm["metadata"]["name"]) == 63
+
+
+async def test_protobuf_bodies(http: Http) -> None:
+    # k8s\0 + Unknown{typeMeta{v1, ConfigMap}, raw ConfigMap{metadata{name: pb}, data{a: b}}}
+    meta = b"\x0a\x02pb"
+    raw = b"\x0a" + bytes([len(meta)]) + meta + b"\x12\x06\x0a\x01a\x12\x01b"
+    type_meta = b"\x0a\x02v1\x12\x09ConfigMap"
+    body = (b"k8s\x00\x0a" + bytes([len(type_meta)]) + type_meta
+            + b"\x12" + bytes([len(raw)]) + raw)
+    async with http.session.post(f"{http.url}{CM}", data=body, headers={
+            "Content-Type": "application/vnd.kubernetes.protobuf"}) as response:
+        assert response.status == 201
+        created = await response.json()
+    assert created["metadata"]["name"] == "pb" and created["data"] == {"a": "b"}
+    async with http.session.post(f"{http.url}{CM}", data=b"k8s\x00\x0a\xff", headers={
+            "Content-Type": "application/vnd.kubernetes.protobuf"}) as response:
+        assert response.status == 400
+    status, body_ = await http.request("POST", CM, "<xml/>", content_type="application/xml")
+    assert status == 415 and body_["reason"] == "UnsupportedMediaType"

@@ -153,6 +153,36 @@ def test_get_watch_prints_table_rows_as_changes_arrive(kubectl: Kubectl) -> None
             watching.kill()
 
 
+def test_create_generators_send_protobuf_that_is_understood(kubectl: Kubectl) -> None:
+    api = kubectl.api
+    kubectl("create", "namespace", "team")
+    kubectl("create", "secret", "generic", "token", "-n", "team", "--from-literal=t=abc")
+    kubectl("create", "configmap", "cfg", "-n", "team", "--from-literal=k=v")
+    kubectl("create", "serviceaccount", "bot", "-n", "team")
+    kubectl("create", "role", "reader", "-n", "team", "--verb=get,list",
+            "--resource=pods,deployments.apps")
+    kubectl("create", "rolebinding", "bot-reads", "-n", "team", "--role=reader",
+            "--serviceaccount=team:bot")
+    secret = api.get_object("", "v1", "secrets", "team", "token")
+    assert secret is not None and secret["data"] == {"t": "YWJj"}
+    cfg = api.get_object("", "v1", "configmaps", "team", "cfg")
+    assert cfg is not None and cfg["data"] == {"k": "v"}
+    role = api.get_object("rbac.authorization.k8s.io", "v1", "roles", "team", "reader")
+    assert role is not None and role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]}]
+    binding = api.get_object("rbac.authorization.k8s.io", "v1", "rolebindings", "team",
+                             "bot-reads")
+    assert binding is not None
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "bot",
+                                    "namespace": "team"}]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": "reader"}
+    # Kinds without a protobuf mapping are refused the way a server refuses a media type.
+    done = kubectl("create", "deployment", "web", "--image=nginx:1", check=False)
+    assert done.returncode != 0 and "unknown format" in done.stderr
+
+
 def test_explain_reads_the_crd_schema(kubectl: Kubectl) -> None:
     kubectl("apply", "-f", str(WIDGETS_CRD))
     out = kubectl("explain", "widgets.spec").stdout

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import discovery, lifecycle, openapi, scale
+from . import discovery, lifecycle, openapi, protobuf, scale
 from .errors import ApiError, bad_request, method_not_allowed
 from .registry import APPLY_PATCH, Registry
 from .requestlog import RequestLog, RequestRecord
@@ -313,25 +313,36 @@ def _strict(request: web.Request) -> bool:
     return request.query.get("fieldValidation", "") == "Strict"
 
 
+PROTOBUF = "application/vnd.kubernetes.protobuf"
 _JSON_TYPES = ("application/json", "application/merge-patch+json",
                "application/json-patch+json", "application/strategic-merge-patch+json",
                "application/apply-patch+yaml", "application/yaml", "")
 
 
 async def _body(request: web.Request, yaml_ok: bool = False) -> Any:
+    if request.content_type == PROTOBUF:
+        try:
+            return protobuf.decode(await request.read())
+        except protobuf.UnsupportedKind as exc:
+            raise _unsupported(request.content_type, f"no protobuf support for {exc}") from exc
+        except ValueError as exc:
+            raise bad_request(f"the body of the request could not be decoded: {exc}") from exc
     # No Content-Type at all means JSON, as on a real server (the kubernetes client omits it).
     if "Content-Type" in request.headers and request.content_type not in _JSON_TYPES:
-        # Protobuf and CBOR are not spoken here; client-go then falls back to JSON.
-        raise ApiError(415, "UnsupportedMediaType",
-                       f'the body of the request was in an unknown format - accepted media '
-                       f'types include: application/json, application/yaml (got '
-                       f'"{request.content_type}")')
+        raise _unsupported(request.content_type, "")
     text = await request.text()
     if not text.strip():
         raise bad_request("the request body is empty")
     if yaml_ok:
         return yaml.safe_load(text)
     return json.loads(text)
+
+
+def _unsupported(content_type: str, detail: str) -> ApiError:
+    message = (f'the body of the request was in an unknown format - accepted media types '
+               f'include: application/json, application/yaml, {PROTOBUF} (got '
+               f'"{content_type}")')
+    return ApiError(415, "UnsupportedMediaType", f"{message}: {detail}" if detail else message)
 
 
 async def _delete_options(request: web.Request) -> dict[str, Any]:
