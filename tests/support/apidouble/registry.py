@@ -18,7 +18,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from . import lifecycle
+from . import events, lifecycle
 from .builtin_schema import schema_causes, unknown_fields
 from .builtins import apply_builtin_defaults, name_causes, tracks_generation
 from .crds import crd_causes, crd_status, crd_types
@@ -104,6 +104,8 @@ class Registry:
     def present(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
         """An object as seen through ``rt``'s version (versions differ only in apiVersion)."""
         shown = copy.deepcopy(obj)
+        if rt.group == events.GROUP:
+            shown = events.from_core(shown, rt.api_version)
         shown["apiVersion"], shown["kind"] = rt.api_version, rt.kind
         return shown
 
@@ -126,7 +128,7 @@ class Registry:
         start_after, list_rv = _decode_continue(continue_) if continue_ else (None, rv)
         chosen: list[dict[str, Any]] = []
         more = ""
-        for obj in items:
+        for obj in (self.present(rt, o) for o in items):
             meta = obj["metadata"]
             where = (meta.get("namespace", ""), meta["name"])
             if start_after is not None and where <= start_after:
@@ -139,7 +141,7 @@ class Registry:
                 break
             chosen.append(obj)
         # Items of built-in lists carry no kind/apiVersion on the wire; custom ones do.
-        shown = [self.present(rt, o) if rt.custom else _bare(o) for o in chosen]
+        shown = [o if rt.custom else _bare(o) for o in chosen]
         meta_out: dict[str, Any] = {"resourceVersion": str(list_rv)}
         if more:
             meta_out["continue"] = more
@@ -268,8 +270,9 @@ class Registry:
                 _check_finalizers(rt, old, meta)
             meta.pop("managedFields", None)
             meta.pop("selfLink", None)
-            new["apiVersion"] = (f"{rt.group}/{rt.storage_version}" if rt.custom
-                                 else rt.api_version)
+            if rt.group == events.GROUP:
+                new = events.to_core(new)
+            new["apiVersion"] = rt.storage_api_version
             new["kind"] = rt.kind
             new = self._admit(rt, old, new, strict)
             if tracks_generation(rt):

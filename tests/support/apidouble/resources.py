@@ -55,6 +55,8 @@ class ResourceType:
     # Fields (top-level keys) a strategic-merge patch understands; custom resources have none.
     strategic: bool = True
     verbs: tuple[str, ...] = field(default_factory=lambda: tuple(ALL_VERBS))
+    # Where objects live when another API stores them (events.k8s.io Events are core Events).
+    storage: tuple[str, str] | None = None
 
     @property
     def api_version(self) -> str:
@@ -71,7 +73,14 @@ class ResourceType:
     @property
     def key(self) -> tuple[str, str]:
         """Storage identity: all versions of a group/plural share objects."""
-        return (self.group, self.plural)
+        return self.storage or (self.group, self.plural)
+
+    @property
+    def storage_api_version(self) -> str:
+        """The apiVersion objects are stored with (what a watch on storage carries)."""
+        if self.custom:
+            return f"{self.group}/{self.storage_version}"
+        return "v1" if self.storage == ("", "events") else self.api_version
 
 
 def _core(plural: str, kind: str, namespaced: bool = True, **kw: Any) -> ResourceType:
@@ -103,7 +112,9 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _core("persistentvolumeclaims", "PersistentVolumeClaim", short_names=("pvc",),
           has_status=True),
     _core("nodes", "Node", False, short_names=("no",), has_status=True),
-    _grp("events.k8s.io", "v1", "events", "Event", short_names=("ev",)),
+    _grp("events.k8s.io", "v1", "events", "Event", short_names=("ev",), storage=("", "events"),
+         selectable_fields=tuple(f.replace("involvedObject.", "regarding.")
+                                 for f in _EVENT_FIELDS)),
     _grp("apps", "v1", "deployments", "Deployment", short_names=("deploy",),
          categories=("all",), has_status=True,
          scale=ScaleSpec(".spec.replicas", ".status.replicas", ".spec.selector")),

@@ -36,9 +36,10 @@ class Watch:
         self._loop = asyncio.get_running_loop()
         self.last_rv = 0
 
-    def _matches(self, obj: dict[str, Any] | None) -> bool:
-        if obj is None:
+    def _matches(self, stored: dict[str, Any] | None) -> bool:
+        if stored is None:
             return False
+        obj = self._reg.present(self._rt, stored)  # selectors see this API's field names
         meta = obj["metadata"]
         if self._namespace is not None and meta.get("namespace") != self._namespace:
             return False
