@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from dashboard_fakes import ChangingPool
 from memkube.dashboard import setup_dashboard
 from memkube.dashboard.metrics import metrics_response, render_scheduler_metrics
 from memkube.security import Auth
@@ -22,7 +21,7 @@ METRICS_TOKEN = "metrics-only-token-9876543210"
 class Served:
     url: str
     auth: Auth
-    pool: ChangingPool
+    pool: Any  # the snapshot source: a ChangingPool, or any callable returning a snapshot
 
 
 def build_app(snapshot: Callable[[], dict[str, Any]], auth: Auth) -> web.Application:
@@ -46,8 +45,9 @@ def build_app(snapshot: Callable[[], dict[str, Any]], auth: Auth) -> web.Applica
 
 
 @asynccontextmanager
-async def serve(pool: ChangingPool) -> AsyncIterator[Served]:
-    auth = Auth(token=TOKEN, metrics_token=METRICS_TOKEN)
+async def serve(pool: Callable[[], dict[str, Any]],
+                auth: Auth | None = None) -> AsyncIterator[Served]:
+    auth = auth or Auth(token=TOKEN, metrics_token=METRICS_TOKEN)
     runner = web.AppRunner(build_app(pool, auth))  # access log on, as in production
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

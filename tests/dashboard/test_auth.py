@@ -6,8 +6,9 @@ import logging
 
 import aiohttp
 import pytest
-from dashboard_server import METRICS_TOKEN, TOKEN, Served
-from memkube.security import SESSION_COOKIE, session_value
+from dashboard_fakes import ChangingPool
+from dashboard_server import METRICS_TOKEN, TOKEN, Served, serve
+from memkube.security import SESSION_COOKIE, Auth, session_value
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -134,3 +135,27 @@ async def test_token_in_a_query_string_is_not_accepted(served: Served) -> None:
             assert r.status == 401
         async with http.get(served.url + f"/dashboard/api/pool?token={TOKEN}") as r:
             assert r.status == 401
+
+
+async def test_without_a_token_the_dashboard_is_open_and_login_skips_ahead() -> None:
+    async with serve(ChangingPool(["w"]), auth=Auth(token=None)) as open_pool, \
+            aiohttp.ClientSession() as http:
+        async with http.get(open_pool.url + "/dashboard/login", allow_redirects=False) as r:
+            assert r.status == 303 and r.headers["Location"] == "/dashboard/"
+        async with http.get(open_pool.url + "/dashboard/api/pool") as r:
+            assert r.status == 200
+            assert [w["name"] for w in (await r.json())["workers"]] == ["w"]
+
+
+async def test_pages_carry_a_strict_content_security_policy(served: Served) -> None:
+    async with aiohttp.ClientSession(headers=served.auth.headers()) as http:
+        async with http.get(served.url + "/dashboard/") as r:
+            policy = r.headers["Content-Security-Policy"]
+            assert r.headers["X-Content-Type-Options"] == "nosniff"
+        async with http.get(served.url + "/dashboard/login") as r:
+            login_policy = r.headers["Content-Security-Policy"]
+        async with http.get(served.url + "/dashboard/static/other.js") as r:
+            assert r.status == 404
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert "frame-ancestors 'none'" in policy
+    assert "style-src 'sha256-" in login_policy and "unsafe-inline" not in login_policy

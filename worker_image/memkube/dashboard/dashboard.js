@@ -113,10 +113,19 @@ function memoryBar(w) {
   return el("td", {}, bar, disk, label);
 }
 
+function toggle(name) {
+  selected = selected === name ? null : name;
+  draw(lastView);
+  // The rows were redrawn: give the keyboard focus back to this worker's row.
+  document.querySelector(`tr.worker[data-worker="${CSS.escape(name)}"]`)?.focus();
+}
+
 function workerRow(w) {
   const row = el("tr", {
     class: `worker${selected === w.name ? " selected" : ""}`, "data-worker": w.name, "data-state": w.state,
-    onclick: () => { selected = selected === w.name ? null : w.name; draw(lastView); },
+    tabindex: 0, "aria-expanded": String(selected === w.name),
+    onclick: () => toggle(w.name),
+    onkeydown: (event) => { if (event.key === "Enter" || event.key === " ") { event.preventDefault(); toggle(w.name); } },
   },
   el("td", { class: "name", title: `${w.address}${w.node ? " on " + w.node : ""}` }, w.name),
   el("td", {}, el("span", { class: `badge ${w.state}` }, w.state)),
