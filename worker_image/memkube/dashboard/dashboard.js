@@ -113,19 +113,19 @@ function memoryBar(w) {
   return el("td", {}, bar, disk, label);
 }
 
-function toggle(name) {
+function toggle(name, byKeyboard) {
   selected = selected === name ? null : name;
   draw(lastView);
   // The rows were redrawn: give the keyboard focus back to this worker's row.
-  document.querySelector(`tr.worker[data-worker="${CSS.escape(name)}"]`)?.focus();
+  if (byKeyboard) document.querySelector(`tr.worker[data-worker="${CSS.escape(name)}"]`)?.focus();
 }
 
 function workerRow(w) {
   const row = el("tr", {
     class: `worker${selected === w.name ? " selected" : ""}`, "data-worker": w.name, "data-state": w.state,
     tabindex: 0, "aria-expanded": String(selected === w.name),
-    onclick: () => toggle(w.name),
-    onkeydown: (event) => { if (event.key === "Enter" || event.key === " ") { event.preventDefault(); toggle(w.name); } },
+    onclick: () => toggle(w.name, false),
+    onkeydown: (event) => { if (event.key === "Enter" || event.key === " ") { event.preventDefault(); toggle(w.name, true); } },
   },
   el("td", { class: "name", title: `${w.address}${w.node ? " on " + w.node : ""}` }, w.name),
   el("td", {}, el("span", { class: `badge ${w.state}` }, w.state)),
@@ -201,7 +201,7 @@ function drawEvents(view) {
   strip.append(svg("line", { x1: 0, x2: width, y1: height / 2, y2: height / 2, stroke: "#cbd5e1" }));
   for (const e of view.events) {
     if (e.time < start) continue;
-    const dot = svg("circle", { cx: Math.min(width - 6, ((e.time - start) / span) * width), cy: height / 2, r: 5,
+    const dot = svg("circle", { cx: Math.max(6, Math.min(width - 6, ((e.time - start) / span) * width)), cy: height / 2, r: 5,
       fill: KIND_COLOURS[e.kind] || "#64748b" });
     const title = svg("title", {});
     title.textContent = `${clock(e.time)} ${e.kind} ${e.worker}: ${e.message || ""}`;
