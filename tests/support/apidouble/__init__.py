@@ -38,11 +38,18 @@ Direct access from tests (no HTTP, not in the request log; thread-safe)::
     api.compact()                           # forget history: old watches get 410 Gone
     api.resource_version                    # the current (global) resourceVersion
 
-What it serves (``/api/v1``, ``/apis/{group}/{version}``, discovery, ``/version``):
-namespaces, pods, services, secrets, configmaps, events (core and events.k8s.io),
-serviceaccounts, persistentvolumeclaims, nodes, deployments (+scale), RBAC roles and
-bindings, leases, CRDs, and every custom resource once its CRD is stored (namespaced or
-cluster-scoped, every served version).
+Helpers for raw-HTTP and kubectl tests (``apidouble.testing``)::
+
+    http = Http(aiohttp_session, api.url)   # (status, body) = await http.get/post/put/patch/
+                                            # delete(path, ...); await http.watch(path, q, n)
+    kubectl = Kubectl(api, cache_dir)       # kubectl("get", "wp") -> CompletedProcess
+
+What it serves (``/api/v1``, ``/apis/{group}/{version}``, discovery, ``/version``,
+``/openapi/v3``): namespaces, pods, services, secrets, configmaps, events (core/v1 and
+events.k8s.io/v1, one store), serviceaccounts, persistentvolumeclaims, nodes, deployments
+(+scale), networkpolicies, poddisruptionbudgets, RBAC roles and bindings, leases, CRDs, and
+every custom resource once its CRD is stored (namespaced or cluster-scoped, every served
+version). A CRD never shadows a built-in kind.
 
 Semantics, after the Kubernetes API conventions:
 
@@ -75,14 +82,23 @@ Semantics, after the Kubernetes API conventions:
   turns unknown fields into 400 (as kubectl's default ``--validate=strict``).
 - Tables for ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io``: printer columns of
   CRDs, pods (Ready/Status/Restarts/Age), Name/Age for other built-ins.
+- built-in kinds are checked against the Kubernetes 1.32 JSON schemas shipped by
+  ``kubernetes-validate``: unknown fields dropped (400 with ``fieldValidation=Strict``),
+  wrong types or missing required fields 422. Every kind gets ObjectMeta checks: label
+  keys/values (63 characters), annotation keys, ownerReferences fields, one controller.
+- bodies: JSON (also without a Content-Type), YAML for apply, and protobuf for the kinds
+  ``kubectl create <generator>`` sends (namespace, configmap, secret, serviceaccount, RBAC);
+  other protobuf bodies get 415, as an unsupported media type would.
 - Errors are ``kind: Status`` with reason NotFound, AlreadyExists, Conflict, Invalid,
   BadRequest, Forbidden, MethodNotAllowed, UnsupportedMediaType, Expired.
 - Addresses: service clusterIPs and pod IPs are loopback (127.0.2.x, 127.0.1.x), so nothing
   that dials them leaves the machine.
 
 Not covered: authentication/authorization (any token works; check RBAC with the request
-log), admission webhooks, conversion webhooks, controllers (no Deployment -> Pod), OpenAPI
-documents, aggregated discovery, server-side apply field ownership.
+log), admission webhooks, conversion webhooks, controllers (no Deployment -> Pod; a test
+plays the kubelet with ``mark_pods_ready``), OpenAPI v2, aggregated discovery, server-side
+apply field ownership, graceful pod termination, defaulting on read, consistent snapshots for
+paginated lists, the per-kind validation rules beyond the schemas (immutable fields, ...).
 """
 
 from .double import ApiDouble
