@@ -29,6 +29,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MiB = 2**20
 GiB = 2**30
 
+# The runtime measured: this checkout's, or another copy (MEMKUBE_SRC, e.g. a patched tree
+# to try a fix from FINDINGS.md). PYTHONPATH carries the choice to the worker processes.
+RUNTIME_SRC = os.environ.get("MEMKUBE_SRC") or str(
+    Path(__file__).resolve().parents[1] / "worker_image"
+)
+sys.path.insert(0, RUNTIME_SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (RUNTIME_SRC, os.environ.get("PYTHONPATH")) if p
+)
+
 
 # ---------------------------------------------------------------------- reporting
 
@@ -74,6 +84,7 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "dask": dask.__version__,
         "distributed": distributed.__version__,
+        "memkube_src": RUNTIME_SRC,
     }
 
 
@@ -178,17 +189,22 @@ def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 
 @contextmanager
 def dask_pool(n_workers: int, *, nthreads: int = 1, memory_limit: str = "1GiB",
               local_directory: Path | None = None, cgroup_limit: int | None = None,
-              extra_args: Sequence[str] = ()) -> Iterator[tuple[Any, list[DaskWorker]]]:
+              extra_args: Sequence[str] = (),
+              scheduler_config: dict[str, Any] | None = None,
+              ) -> Iterator[tuple[Any, list[DaskWorker]]]:
     """An in-process dask scheduler and ``n_workers`` ``dask worker`` processes.
 
     Each worker (with its nanny, as dask deploys by default) runs in its own child memory
     cgroup of ``cgroup_limit`` bytes when given, exactly like memkube's ``cgroup=True``.
+    ``scheduler_config`` is dask configuration for the (in-process) scheduler.
     Yields a connected ``distributed.Client`` and the worker handles.
     """
+    import dask
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=0, dashboard_address=None, processes=False,
-                           protocol="tcp", host="127.0.0.1")
+    with dask.config.set(scheduler_config or {}):
+        cluster = LocalCluster(n_workers=0, dashboard_address=None, processes=False,
+                               protocol="tcp", host="127.0.0.1")
     workers: list[DaskWorker] = []
     client = None
     try:
@@ -265,12 +281,29 @@ class DaskWorker:
             self.cgroup.remove()
 
 
-def dask_spill_metrics(client: Any) -> dict[str, dict[str, float]]:
-    """Per dask worker: bytes, seconds and count of disk writes and reads by its SpillBuffer."""
+def dask_spill_figures(client: Any) -> dict[str, float]:
+    """Spill figures of all dask workers, shaped like memkube's memory figures.
+
+    From each worker's SpillBuffer metrics. Seconds cover the same steps memkube's do:
+    writing = serialize + compress + disk write, reading = disk read + decompress +
+    deserialize.
+    """
 
     def read(dask_worker: Any) -> dict[str, float]:
         metrics = getattr(dask_worker.data, "cumulative_metrics", {})
         return {f"{label}-{unit}": float(v) for (label, unit), v in metrics.items()
                 if isinstance(label, str)}
 
-    return client.run(read)  # type: ignore[no-any-return]
+    per_worker: dict[str, dict[str, float]] = client.run(read)
+
+    def total(*names: str) -> float:
+        return sum(m.get(n, 0.0) for m in per_worker.values() for n in names)
+
+    return {
+        "spill_bytes": total("disk-write-bytes"),
+        "spill_count": total("disk-write-count"),
+        "spill_seconds": total("serialize-seconds", "compress-seconds", "disk-write-seconds"),
+        "unspill_bytes": total("disk-read-bytes"),
+        "unspill_seconds": total("disk-read-seconds", "decompress-seconds",
+                                 "deserialize-seconds"),
+    }

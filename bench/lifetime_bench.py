@@ -33,7 +33,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "worker_image"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib  # noqa: E402
@@ -70,10 +69,15 @@ def memkube_pool(spill_dir: Path, replication: int = 1) -> Iterator[tuple[Any, A
         yield client, lambda: list(cluster.worker_pids().values())
 
 
+# dask's active memory manager drops replicas made by client.replicate within seconds
+# (ReduceReplicas); off, so that the replicated case keeps what it asked for.
+DASK_KEEP_REPLICAS = {"distributed.scheduler.active-memory-manager.start": False}
+
+
 @contextmanager
 def dask_pool(spill_dir: Path) -> Iterator[tuple[Any, Any]]:
-    with benchlib.dask_pool(2, memory_limit=MEMORY_LIMIT,
-                            local_directory=spill_dir) as (client, workers):
+    with benchlib.dask_pool(2, memory_limit=MEMORY_LIMIT, local_directory=spill_dir,
+                            scheduler_config=DASK_KEEP_REPLICAS) as (client, workers):
         yield client, lambda: [w.proc.pid for w in workers]
 
 

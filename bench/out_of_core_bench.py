@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "worker_image"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib  # noqa: E402
@@ -138,17 +137,13 @@ def _measure_dask(kind: str, n_chunks: int, spill_dir: Path, timeout: float) -> 
             except Exception as exc:  # noqa: BLE001 - a failed run is a result, reported
                 out["error"] = f"{type(exc).__name__}: {exc}"
             out["wall_s"] = time.perf_counter() - start
-        metrics = benchlib.dask_spill_metrics(client)
-        written = {k: sum(m.get(k, 0.0) for m in metrics.values())
-                   for k in ("disk-write-bytes", "disk-write-seconds", "disk-write-count",
-                             "disk-read-bytes", "disk-read-seconds")}
+        spill = benchlib.dask_spill_figures(client)
         out.update(peak_working_set=ws.peak, peak_rss=rss.peak,
                    oom_kills=max(oom.peak, cgroup.oom_kills()),
-                   spill_bytes=int(written["disk-write-bytes"]),
-                   spill_seconds=written["disk-write-seconds"],
-                   spill_count=int(written["disk-write-count"]),
-                   unspill_bytes=int(written["disk-read-bytes"]),
-                   unspill_seconds=written["disk-read-seconds"])
+                   spill_bytes=int(spill["spill_bytes"]), spill_seconds=spill["spill_seconds"],
+                   spill_count=int(spill["spill_count"]),
+                   unspill_bytes=int(spill["unspill_bytes"]),
+                   unspill_seconds=spill["unspill_seconds"])
     return out
 
 
@@ -157,11 +152,9 @@ def summarize(run: dict[str, Any], raw_speed: float) -> dict[str, Any]:
     run["working_set_over_cgroup_limit"] = run["peak_working_set"] / (LIMIT + OVERHEAD)
     run["rss_over_limit"] = run["peak_rss"] / LIMIT
     seconds = run["spill_seconds"] or None
-    # bytes as stored (after compression) per second spent spilling; for compressible data
-    # that is not a disk figure, so the logical rate (chunks x 32 MiB) is reported as well
+    # bytes as stored per second spent spilling: a disk figure only for incompressible data
     speed = run["spill_bytes"] / seconds if seconds else None
     run["spill_write_bytes_per_s"] = speed
-    run["spill_logical_bytes_per_s"] = run["spill_count"] * CHUNK / seconds if seconds else None
     run["spill_write_over_raw_disk"] = (speed / raw_speed
                                         if speed and run["kind"] == "random" else None)
     return run
@@ -209,13 +202,13 @@ def main() -> None:
             ("peak cgroup working set / cgroup limit", "working_set_over_cgroup_limit", True),
             ("peak RSS / memory limit", "rss_over_limit", True),
             ("written to spill files (MiB)", "spill_bytes", True),
-            ("values spilled (count)", "spill_count", True),
-            ("spill rate, logical (MiB/s)", "spill_logical_bytes_per_s", True),
+            ("time spent spilling (s)", "spill_seconds", True),
+            ("time spent unspilling (s)", "unspill_seconds", True),
             ("spill write throughput / raw disk", "spill_write_over_raw_disk", True),
         ]:
             a, b = mk.get(field), dk.get(field)
-            if field in ("spill_bytes", "spill_logical_bytes_per_s"):
-                a, b = (None if x is None else x / MiB for x in (a, b))
+            if field == "spill_bytes":
+                a, b = a / MiB, b / MiB
             rows.append({"variant": kind, "figure": label, "memkube": a, "dask": b,
                          "memkube/dask": benchlib.ratio(a, b) if use_ratio else None})
         if both and abs(mk["total"] - dk["total"]) > 1e-6 * max(1.0, abs(dk["total"])):
