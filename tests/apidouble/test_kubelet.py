@@ -46,3 +46,22 @@ async def test_set_oom_killed(api: ApiDouble, http: Http) -> None:
     assert pod["status"]["containerStatuses"][0]["restartCount"] == 1
     assert pod["status"]["containerStatuses"][0]["lastState"]["terminated"]["reason"] == \
         "OOMKilled"
+
+
+async def test_graceful_pod_termination_waits_for_the_kubelet(http: Http) -> None:
+    async with ApiDouble(graceful_pods=True) as api:
+        local = Http(http.session, api.url)
+        for name in ("a", "b"):
+            await local.post(PODS, _pod(name, "w"))
+        api.mark_pods_ready("default")  # binds a and b to the node
+        await local.post(PODS, _pod("pending", "w"))
+        status, pod = await local.delete(f"{PODS}/a")
+        assert status == 200 and pod["metadata"]["deletionGracePeriodSeconds"] == 30
+        assert pod["metadata"]["deletionTimestamp"]
+        assert (await local.get(f"{PODS}/a"))[0] == 200  # Terminating
+        await local.delete(f"{PODS}/pending")  # never scheduled: gone at once
+        assert (await local.get(f"{PODS}/pending"))[0] == 404
+        await local.delete(f"{PODS}/b", params={"gracePeriodSeconds": "0"})
+        assert (await local.get(f"{PODS}/b"))[0] == 404  # forced
+        assert api.finish_pod_terminations("default") == ["a"]
+        assert (await local.get(f"{PODS}/a"))[0] == 404

@@ -30,6 +30,7 @@ Direct access from tests (no HTTP, not in the request log; thread-safe)::
     api.wait_for_sync(...)                  # same, for a thread-run double
     api.mark_pods_ready(namespace, selector="")   # kubelet stand-in: Running, Ready, podIP
     api.set_oom_killed(namespace, pod, container=None)  # lastState OOMKilled, restartCount+1
+    api.finish_pod_terminations(namespace, selector="")  # with ApiDouble(graceful_pods=True)
     api.requests                            # RequestLog of RequestRecord dicts:
                                             # verb (RBAC), apiGroup, resource, subresource,
                                             # namespace, name, method, path, query, code;
@@ -75,7 +76,9 @@ Semantics, after the Kubernetes API conventions:
   may be added meanwhile); propagationPolicy Background (default) / Foreground
   (``foregroundDeletion``, waits for ``blockOwnerDeletion`` dependents) / Orphan;
   owner-reference garbage collection runs synchronously; deletecollection; namespaces and
-  CRDs take their content with them. Pods go at once (no graceful termination).
+  CRDs take their content with them. Pods go at once, or with ``graceful_pods=True`` a pod
+  on a node stays Terminating until ``finish_pod_terminations`` (``gracePeriodSeconds=0``
+  forces).
 - custom resources: pruning of unknown fields (unless x-kubernetes-preserve-unknown-fields),
   ``default``s, nullable, jsonschema validation and CEL ``x-kubernetes-validations``
   (cel-python) -> 422 Invalid with ``details.causes[].field``; ``?fieldValidation=Strict``
@@ -97,7 +100,7 @@ Semantics, after the Kubernetes API conventions:
 Not covered: authentication/authorization (any token works; check RBAC with the request
 log), admission webhooks, conversion webhooks, controllers (no Deployment -> Pod; a test
 plays the kubelet with ``mark_pods_ready``), OpenAPI v2, aggregated discovery, server-side
-apply field ownership, graceful pod termination, defaulting on read, consistent snapshots for
+apply field ownership, defaulting on read, consistent snapshots for
 paginated lists, the per-kind validation rules beyond the schemas (immutable fields, ...).
 """
 

@@ -34,8 +34,9 @@ Predicate = Callable[[dict[str, Any] | None], bool]
 
 class ApiDouble:
     def __init__(self, *, namespaces: tuple[str, ...] = DEFAULT_NAMESPACES,
-                 bookmark_interval: float = 1.0, host: str = "127.0.0.1") -> None:
-        self.registry = Registry(namespaces)
+                 bookmark_interval: float = 1.0, host: str = "127.0.0.1",
+                 graceful_pods: bool = False) -> None:
+        self.registry = Registry(namespaces, graceful_pods=graceful_pods)
         self.requests = RequestLog()
         self._server = ApiServer(self.registry, self.requests,
                                  bookmark_interval=bookmark_interval)
@@ -166,6 +167,10 @@ class ApiDouble:
 
     def mark_pods_ready(self, namespace: str, selector: str = "") -> list[dict[str, Any]]:
         return kubelet.mark_pods_ready(self.registry, namespace, selector)
+
+    def finish_pod_terminations(self, namespace: str, selector: str = "") -> list[str]:
+        """With ``graceful_pods=True``: let terminating pods go, as their kubelet would."""
+        return kubelet.finish_pod_terminations(self.registry, namespace, selector)
 
     def set_oom_killed(self, namespace: str, pod: str,
                        container: str | None = None) -> dict[str, Any]:

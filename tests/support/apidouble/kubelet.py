@@ -1,6 +1,7 @@
 """A stand-in for the kubelet: what tests need pods to report, since nothing runs them.
 
-``mark_pods_ready`` binds pods to a node and reports them Running and Ready with container
+``finish_pod_terminations`` ends the graceful termination of pods being deleted (with
+``graceful_pods=True``). ``mark_pods_ready`` binds pods to a node and reports them Running and Ready with container
 statuses; ``set_oom_killed`` records a container's last state as OOMKilled (exit 137) and
 counts a restart, as the kubelet reports a container the kernel killed. Pod IPs are loopback
 addresses (127.0.1.x) so that anything dialling one stays on this machine. Writes go through
@@ -13,6 +14,7 @@ import copy
 import itertools
 from typing import Any
 
+from . import lifecycle
 from .registry import Registry, now
 from .selectors import label_matcher
 
@@ -87,3 +89,18 @@ def set_oom_killed(reg: Registry, namespace: str, name: str,
         target["state"] = {"running": {"startedAt": stamp}}
         return reg.write(pods_type, reg.stored(pods_type, namespace, name), pod,
                          subresource="status")
+
+
+def finish_pod_terminations(reg: Registry, namespace: str, selector: str = "") -> list[str]:
+    """Report the containers of terminating pods stopped; returns the pods' names."""
+    pods_type = reg.resolve("", "v1", "pods")
+    matches = label_matcher(selector)
+    done = []
+    with reg.store.lock:
+        for pod in reg.store.items(pods_type.key, namespace):
+            meta = pod["metadata"]
+            if meta.get("deletionTimestamp") and meta.get("deletionGracePeriodSeconds") and \
+                    matches(meta.get("labels") or {}):
+                lifecycle.finish_termination(reg, pod)
+                done.append(meta["name"])
+    return done

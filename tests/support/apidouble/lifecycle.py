@@ -9,17 +9,20 @@
 - Deleting a namespace deletes everything in it and removes the namespace when it is empty;
   deleting a CRD deletes its custom resources and then the CRD (and stops serving the type).
 The garbage collector runs synchronously after each removal (a real one runs shortly after).
-Pods are removed at once, as if a kubelet confirmed the graceful termination immediately.
+Pods are removed at once, unless the double was made with ``graceful_pods=True``: then a pod
+bound to a node stays terminating (``deletionTimestamp`` = now + grace period) until the test
+plays the kubelet with ``finish_pod_terminations``; ``gracePeriodSeconds=0`` forces removal.
 """
 
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .builtins import tracks_generation
 from .errors import ApiError, bad_request, conflict
-from .resources import CRD_GROUP_RESOURCE, NAMESPACES, ResourceType
+from .resources import CRD_GROUP_RESOURCE, NAMESPACES, PODS, ResourceType
 from .selectors import field_matcher, label_matcher
 from .store import Key
 
@@ -39,7 +42,7 @@ def has_system_finalizer(obj: dict[str, Any]) -> bool:
 
 def delete(reg: Registry, rt: ResourceType, namespace: str, name: str, *,
            propagation: str | None = None, preconditions: dict[str, Any] | None = None,
-           dry_run: bool = False) -> dict[str, Any]:
+           dry_run: bool = False, grace_period: int | None = None) -> dict[str, Any]:
     if propagation is not None and propagation not in POLICIES:
         raise bad_request(f"propagationPolicy: Unsupported value: {propagation!r}")
     with reg.store.lock:
@@ -54,7 +57,7 @@ def delete(reg: Registry, rt: ResourceType, namespace: str, name: str, *,
                                f"{meta.get(key)}")
         if dry_run:
             return reg.present(rt, obj)
-        result = _start_deletion(reg, rt, obj, propagation or "Background")
+        result = _start_deletion(reg, rt, obj, propagation or "Background", grace_period)
         settle(reg)
         return reg.present(rt, result)
 
@@ -83,8 +86,12 @@ def delete_collection(reg: Registry, rt: ResourceType, namespace: str | None, *,
 
 
 def _start_deletion(reg: Registry, rt: ResourceType, obj: dict[str, Any],
-                    propagation: str) -> dict[str, Any]:
+                    propagation: str, grace_period: int | None = None) -> dict[str, Any]:
     meta = obj["metadata"]
+    if rt.key == PODS and reg.graceful_pods:
+        terminating = _start_graceful_termination(reg, obj, grace_period)
+        if terminating is not None:
+            return terminating
     finalizers = list(meta.get("finalizers") or [])
     if propagation == "Orphan":
         _orphan_dependents(reg, meta["uid"])
@@ -110,6 +117,36 @@ def _start_deletion(reg: Registry, rt: ResourceType, obj: dict[str, Any],
     stored = reg.store.put(rt.key, updated)
     _cascade(reg, rt, stored, propagation)
     return stored
+
+
+def _start_graceful_termination(reg: Registry, pod: dict[str, Any],
+                                grace_period: int | None) -> dict[str, Any] | None:
+    """A pod on a node waits for its kubelet: deletionTimestamp = now + grace period."""
+    spec, meta = pod.get("spec") or {}, pod["metadata"]
+    if not spec.get("nodeName"):
+        return None  # never scheduled: nothing to stop, removed at once as on a real server
+    grace = grace_period if grace_period is not None else int(
+        spec.get("terminationGracePeriodSeconds", 30))
+    if grace <= 0 or meta.get("deletionTimestamp"):
+        return None if grace <= 0 else pod
+    updated = copy.deepcopy(pod)
+    stamp = datetime.now(UTC) + timedelta(seconds=grace)
+    updated["metadata"]["deletionTimestamp"] = stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+    updated["metadata"]["deletionGracePeriodSeconds"] = grace
+    return reg.store.put(PODS, updated)
+
+
+def finish_termination(reg: Registry, pod: dict[str, Any]) -> None:
+    """What a kubelet does once a terminating pod's containers stopped."""
+    meta = pod["metadata"]
+    if meta.get("finalizers"):
+        meta["deletionGracePeriodSeconds"] = 0
+        reg.store.put(PODS, pod)
+        return
+    pods = reg.any_version(*PODS)
+    assert pods is not None
+    remove(reg, pods, pod)
+    settle(reg)
 
 
 def _cascade(reg: Registry, rt: ResourceType, obj: dict[str, Any], propagation: str) -> None:

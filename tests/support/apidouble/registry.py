@@ -59,8 +59,10 @@ def now() -> str:
 
 
 class Registry:
-    def __init__(self, namespaces: tuple[str, ...] = DEFAULT_NAMESPACES) -> None:
+    def __init__(self, namespaces: tuple[str, ...] = DEFAULT_NAMESPACES,
+                 graceful_pods: bool = False) -> None:
         self.store = Store()
+        self.graceful_pods = graceful_pods
         self._types: dict[tuple[str, str, str], ResourceType] = {}
         for rt in BUILTIN_TYPES:
             self._types[(rt.group, rt.version, rt.plural)] = rt

@@ -132,6 +132,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
 
 CRD_GROUP_RESOURCE = ("apiextensions.k8s.io", "customresourcedefinitions")
 NAMESPACES = ("", "namespaces")
+PODS = ("", "pods")
 
 # The GroupVersionKind of the /scale subresource body.
 SCALE_API_VERSION = "autoscaling/v1"

@@ -224,7 +224,8 @@ class ApiServer:
             options = await _delete_options(request)
             return _json(lifecycle.delete(
                 reg, rt, namespace, name, propagation=options.get("propagationPolicy"),
-                preconditions=options.get("preconditions"), dry_run=_dry(request, options)))
+                preconditions=options.get("preconditions"), dry_run=_dry(request, options),
+                grace_period=options.get("gracePeriodSeconds")))
         raise method_not_allowed(f"{method} is not supported here")
 
     async def _watch(self, request: web.Request, rt: ResourceType,
@@ -354,6 +355,8 @@ async def _delete_options(request: web.Request) -> dict[str, Any]:
     q = request.query
     if q.get("propagationPolicy"):
         options["propagationPolicy"] = q["propagationPolicy"]
+    if q.get("gracePeriodSeconds"):
+        options["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
     if options.get("orphanDependents") is True or _truthy(q.get("orphanDependents")):
         options.setdefault("propagationPolicy", "Orphan")
     return options
