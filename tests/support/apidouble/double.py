@@ -130,10 +130,12 @@ class ApiDouble:
                 for o in self.registry.store.items(rt.key, namespace)]
 
     def create_object(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Create from a manifest (apiVersion/kind pick the type), as a POST would."""
+        """Create from a manifest (apiVersion/kind pick the type), as a POST would; a
+        namespaced manifest without a namespace goes to ``default``, as with kubectl."""
         rt = self._type_of(obj)
-        return self.registry.create(rt, (obj.get("metadata") or {}).get("namespace", ""),
-                                    copy.deepcopy(obj))
+        namespace = (obj.get("metadata") or {}).get("namespace") or (
+            "default" if rt.namespaced else "")
+        return self.registry.create(rt, namespace, copy.deepcopy(obj))
 
     def apply_manifests(self, text_or_path: str | Path) -> list[dict[str, Any]]:
         """Create every document of a YAML file or string (CRDs first, in file order)."""
