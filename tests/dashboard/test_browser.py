@@ -112,7 +112,9 @@ async def test_odd_pools_render_without_script_errors() -> None:
         events=[{"time": time.time() - 30, "kind": "oom-kill", "worker": "full-disk",
                  "message": "exit 137"},
                 {"time": time.time() - 20, "kind": "something-new", "worker": hostile,
-                 "message": hostile}],
+                 "message": hostile},
+                {"time": time.time() - 10, "kind": "worker-retired", "worker": "gone",
+                 "message": "scale down"}],
         tasks={}, shortfall=7)
     current = {"snapshot": odd}
 
@@ -136,6 +138,9 @@ async def test_odd_pools_render_without_script_errors() -> None:
         assert rows[1][0] == "paused" and rows[1][1] == 4 and "spill disk full" in rows[1][2]
         assert "7 keys short" in await page.evaluate(
             "document.getElementById('replication-sub').textContent")
+        badges = await page.evaluate(
+            "[...document.querySelectorAll('#events .kind')].map((b) => b.className)")
+        assert badges == ["kind retire", "kind other", "kind oom-kill"]  # newest first
         assert "1 OOM kill" in await page.evaluate(
             "document.getElementById('total-oom').textContent")
 

@@ -7,10 +7,14 @@ const FEED = "/dashboard/api/pool";
 const PERIOD_MS = 1000;
 const CHART_SECONDS = 600;
 const SVG_NS = "http://www.w3.org/2000/svg";
-const KINDS = ["pause", "resume", "memory-restart", "oom-kill", "retire", "worker-lost", "worker-added"];
+// Event kind -> badge style; kinds not listed get a neutral badge.
+const KIND_STYLE = { pause: "pause", resume: "resume", "memory-restart": "memory-restart",
+  "oom-kill": "oom-kill", retire: "retire", retiring: "retire", "worker-retired": "retire",
+  "worker-lost": "worker-lost", "key-lost": "worker-lost", "worker-added": "worker-added" };
 const STATE_COLOURS = { normal: "#2563eb", spilling: "#d97706", paused: "#dc2626", retiring: "#64748b" };
 const KIND_COLOURS = { pause: "#dc2626", resume: "#16a34a", "memory-restart": "#9333ea",
-  "oom-kill": "#7f1d1d", retire: "#64748b", "worker-lost": "#0f172a", "worker-added": "#0891b2" };
+  "oom-kill": "#7f1d1d", retire: "#64748b", "worker-lost": "#0f172a", "worker-added": "#0891b2",
+  other: "#64748b" };
 
 let selected = null;   // the worker whose detail row is open
 let lastView = null;
@@ -173,7 +177,7 @@ function drawWorkers(view) {
 }
 
 function eventItem(e, hints, withWorker) {
-  const kind = KINDS.includes(e.kind) ? e.kind : "other";
+  const kind = KIND_STYLE[e.kind] || "other";
   const who = withWorker
     ? el("span", { class: "who", onclick: () => { selected = e.worker; draw(lastView); } }, e.worker)
     : null;
@@ -202,7 +206,7 @@ function drawEvents(view) {
   for (const e of view.events) {
     if (e.time < start) continue;
     const dot = svg("circle", { cx: Math.max(6, Math.min(width - 6, ((e.time - start) / span) * width)), cy: height / 2, r: 5,
-      fill: KIND_COLOURS[e.kind] || "#64748b" });
+      fill: KIND_COLOURS[KIND_STYLE[e.kind] || "other"] });
     const title = svg("title", {});
     title.textContent = `${clock(e.time)} ${e.kind} ${e.worker}: ${e.message || ""}`;
     dot.append(title);

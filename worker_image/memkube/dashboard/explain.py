@@ -28,9 +28,13 @@ EVENT_HINTS: dict[str, str] = {
                       "itself before the kernel could kill it; the scheduler recovers its data.",
     "oom-kill": "The kernel's OOM killer ended the container: " + _OOM_ADVICE,
     "retire": "The worker was retired (scale-down): its unique data moved to others first.",
+    "retiring": "Retirement started (scale-down): the worker's unique data is moving to others.",
+    "worker-retired": "The worker finished retiring and left; its unique data had moved first.",
     "worker-lost": "The scheduler lost contact with the worker; copies elsewhere are "
                    "re-replicated and the rest recomputed.",
     "worker-added": "A worker joined the pool (also after a restart).",
+    "key-lost": "Every copy of a key was lost and it could not be recomputed: its futures "
+                "fail with a data-lost error.",
 }
 
 

@@ -14,8 +14,11 @@ from typing import Literal, TypedDict
 
 WorkerState = Literal["normal", "spilling", "paused"]
 WorkerStatus = Literal["running", "paused", "retiring"]
+# The kinds in docs/internals.md, plus those the scheduler also reports; the page shows any
+# other kind too, in a neutral colour.
 EventKind = Literal[
     "pause", "resume", "memory-restart", "retire", "worker-lost", "oom-kill", "worker-added",
+    "retiring", "worker-retired", "key-lost",
 ]
 
 THRESHOLD_NAMES: tuple[str, ...] = ("target", "spill", "pause", "terminate")
