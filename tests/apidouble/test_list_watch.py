@@ -102,7 +102,8 @@ async def test_watch_streams_live_changes(api: ApiDouble, http: Http) -> None:
     rv = str(api.resource_version)
 
     async def produce() -> None:
-        await asyncio.sleep(0.05)
+        # Create once the watch request has arrived, so the event is live, not replayed.
+        await asyncio.to_thread(api.requests.wait_for, lambda r: r["verb"] == "watch")
         await http.post(PODS, _pod("live"))
 
     producer = asyncio.create_task(produce())
