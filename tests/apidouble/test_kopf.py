@@ -114,3 +114,44 @@ async def test_kopf_operator_reacts_and_does_not_replay(api: ApiDouble, http: Ht
     # kopf's own writes went through the status subresource or merge patches.
     perms = api.requests.permissions()
     assert (GROUP, PLURAL, "patch") in perms and (GROUP, PLURAL, "watch") in perms
+
+
+@pytest.mark.slow
+async def test_kopf_watches_pods_and_sees_kubelet_reports(api: ApiDouble, http: Http) -> None:
+    registry = kopf.OperatorRegistry()
+    oom = asyncio.Event()
+    seen_types: list[str] = []
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(server=api.url, scheme="Bearer", token="apidouble-token")
+
+    @kopf.on.event("", "v1", "pods", registry=registry)
+    def pod_event(type: str, status: Any, **_: Any) -> None:
+        seen_types.append(type)
+        for container in (status or {}).get("containerStatuses") or []:
+            if (container.get("lastState") or {}).get("terminated", {}).get(
+                    "reason") == "OOMKilled":
+                oom.set()
+
+    await http.post("/api/v1/namespaces/default/pods", {
+        "metadata": {"name": "w-0"},
+        "spec": {"containers": [{"name": "worker", "image": "memkube:1"}]}})
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(kopf.operator(registry=registry, standalone=True,
+                                             clusterwide=True, stop_flag=stop,
+                                             ready_flag=ready))
+    try:
+        async with asyncio.timeout(15):
+            await ready.wait()
+            await asyncio.to_thread(api.requests.wait_for, lambda r: r["verb"] == "watch"
+                                    and r["resource"] == "pods")
+            api.mark_pods_ready("default")
+            api.set_oom_killed("default", "w-0")
+            await oom.wait()
+    finally:
+        stop.set()
+        async with asyncio.timeout(15):
+            await task
+    assert seen_types[0] is None  # the initial listing
+    assert set(seen_types[1:]) == {"MODIFIED"}
