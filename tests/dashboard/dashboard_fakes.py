@@ -34,7 +34,7 @@ def figures(limit: int | None = 4 * GiB, managed: int = 0, unmanaged: int = 0, s
 def worker(name: str, memory: dict[str, Any] | None = None, status: str = "running",
            **extra: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "name": name, "address": f"tcp://127.0.0.1:{9000 + len(name)}", "host": "127.0.0.1",
+        "name": name, "address": f"tcp://127.0.0.1:{9000 + sum(map(ord, name)) % 1000}", "host": "127.0.0.1",
         "node": "node-a", "pid": 100, "nthreads": 2, "status": status,
         "memory": memory if memory is not None else figures(),
         "memory_restarts": 0, "tasks": {"executing": 1, "ready": 2}, "keys": 3,

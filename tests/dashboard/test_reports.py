@@ -105,3 +105,9 @@ def test_progress_finishes_even_when_a_done_callback_never_comes() -> None:
     futures[0].finish()
     futures[1].finish_silently("error")
     assert bar.wait(timeout=10) == {"finished": 1, "error": 1}
+
+
+def test_memory_report_accepts_workers_keyed_by_address() -> None:
+    listed = snapshot([worker("a", figures(managed=MiB)), worker("b", figures(managed=2 * MiB))])
+    keyed = {**listed, "workers": {w["address"]: w for w in listed["workers"]}}
+    assert format_memory_report(keyed) == format_memory_report(listed)

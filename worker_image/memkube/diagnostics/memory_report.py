@@ -21,8 +21,10 @@ _NUMERIC = frozenset(_COLUMNS[2:])
 
 def format_memory_report(snapshot: Mapping[str, Any]) -> str:
     """The per-worker memory table for ``snapshot``, with a totals line and thresholds."""
-    workers: Sequence[Mapping[str, Any]] = sorted(
-        snapshot.get("workers") or [], key=lambda w: str(w.get("name", "")))
+    listed = snapshot.get("workers") or []
+    if isinstance(listed, Mapping):  # client.scheduler_info() keys workers by address
+        listed = list(listed.values())
+    workers: Sequence[Mapping[str, Any]] = sorted(listed, key=lambda w: str(w.get("name", "")))
     if not workers:
         return "memkube pool: no workers\n"
     rows = [_row(w) for w in workers]
