@@ -1,0 +1,118 @@
+"""API errors and lost answers: the operator retries with backoff and converges exactly.
+
+kopf's watches and the operator's own calls go through :class:`opproxy.FaultProxy`, which
+fails chosen requests the way a busy or flaky API server does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator
+
+import kopf
+from aiohttp import web
+from apidouble import ApiDouble
+from memkube_operator.handlers import build_registry
+from opharness import GROUP, NS, VERSION, condition, operator_config, until, worker_pods
+from opproxy import FaultProxy, Rule
+
+
+@contextlib.asynccontextmanager
+async def operator_via(proxy: FaultProxy) -> AsyncIterator[None]:
+    def login() -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(server=proxy.url, scheme="Bearer", token="t")
+
+    stop, ready = threading.Event(), threading.Event()
+    config = operator_config(lambda *_: "http://127.0.0.1:9")
+    thread = threading.Thread(
+        target=lambda: asyncio.run(
+            kopf.operator(
+                registry=build_registry(config, login=login),
+                standalone=True,
+                clusterwide=True,
+                stop_flag=stop,
+                ready_flag=ready,
+            )
+        ),
+        daemon=True,
+    )
+    thread.start()
+    await asyncio.to_thread(ready.wait, 10)
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.to_thread(thread.join, 20)
+
+
+def first(n: int, status: int, *, after: bool, method: str, suffix: str) -> Rule:
+    """Fail the first ``n`` requests with this method whose path ends with ``suffix``."""
+    left = [n]
+
+    def rule(request: web.Request) -> tuple[int, bool] | None:
+        if request.method == method and request.path.endswith(suffix) and left[0] > 0:
+            left[0] -= 1
+            return status, after
+        return None
+
+    return rule
+
+
+def live(api: ApiDouble) -> list[str]:
+    return [
+        p["metadata"]["name"]
+        for p in worker_pods(api, "demo")
+        if not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+async def run_pool(api: ApiDouble, rule: Rule) -> FaultProxy:
+    proxy = FaultProxy(api.url, rule)
+    await proxy.start()
+    try:
+        async with operator_via(proxy):
+            api.create_object(
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "WorkerPool",
+                    "metadata": {"name": "demo", "namespace": NS},
+                    "spec": {"replicas": 3},
+                }
+            )
+            await until(api, lambda: len(live(api)) == 3, timeout=20)
+            api.mark_pods_ready(NS)
+            await until(
+                api, lambda: condition(api, "demo", "Ready").get("status") == "True", timeout=20
+            )
+            assert len(live(api)) == 3
+    finally:
+        await proxy.stop()
+    return proxy
+
+
+async def test_server_errors_and_throttling_are_retried(api: ApiDouble) -> None:
+    errors = [
+        first(2, 500, after=False, method="POST", suffix="/pods"),
+        first(2, 429, after=False, method="PATCH", suffix="/status"),
+    ]
+
+    def rule(request: web.Request) -> tuple[int, bool] | None:
+        return errors[0](request) or errors[1](request)
+
+    proxy = await run_pool(api, rule)
+    assert [s for _, _, s in proxy.injected].count(500) == 2
+    assert [s for _, _, s in proxy.injected].count(429) == 2
+
+
+async def test_a_lost_create_answer_leaves_no_duplicate_behind(api: ApiDouble) -> None:
+    # The first pod POST reaches the double but its answer is lost. The operator retries the
+    # pass, and since it counts the pods that exist, the lost one counts: exactly 3.
+    proxy = await run_pool(api, first(1, 504, after=True, method="POST", suffix="/pods"))
+    assert proxy.injected == [("POST", f"/api/v1/namespaces/{NS}/pods", 504)]
+
+
+async def test_a_conflict_on_create_is_resolved_by_reading_back(api: ApiDouble) -> None:
+    await run_pool(api, first(1, 409, after=True, method="POST", suffix="/secrets"))
+    assert api.get_object("", "v1", "secrets", NS, "demo-token") is not None
