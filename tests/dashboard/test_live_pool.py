@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, get_args
@@ -81,8 +82,10 @@ async def log_in(page: Page, link: str, token: str) -> None:
 
 @needs_chromium
 async def test_dashboard_follows_a_live_pool_as_it_fills_and_spills(
-        pool: tuple[memkube.LocalCluster, memkube.Client]) -> None:
+        pool: tuple[memkube.LocalCluster, memkube.Client], caplog: pytest.LogCaptureFixture,
+        capfd: pytest.CaptureFixture[str]) -> None:
     cluster, client = pool
+    caplog.set_level(logging.DEBUG)
     async with chromium_page() as page:
         try:
             await _fill_and_spill(page, cluster, client)
@@ -92,6 +95,10 @@ async def test_dashboard_follows_a_live_pool_as_it_fills_and_spills(
         assert page.console_errors == []
         origin = cluster.dashboard_link.removesuffix("/dashboard/")
         assert all(url.startswith((origin, "data:")) for url in page.requested), page.requested
+    # Neither the scheduler (in this process) nor the workers (child processes) logged the token.
+    out, err = capfd.readouterr()
+    for text in (*(r.getMessage() for r in caplog.records), out, err):
+        assert cluster.token not in text
 
 
 async def _fill_and_spill(page: Page, cluster: memkube.LocalCluster,
