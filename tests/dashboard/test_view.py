@@ -143,3 +143,10 @@ def test_paused_by_the_scheduler_before_the_figures_catch_up_quotes_the_pause() 
     lines = explain_worker(w, events)
     assert lines[0].startswith("Paused (memory at 86% of the limit); its latest figures show "
                                "process memory 200 MiB, below the pause threshold")
+
+
+def test_normal_above_the_spill_threshold_says_spilling_comes_next() -> None:
+    lines = explain_worker(worker("w", figures(limit=GiB, managed=800 * MiB)), [])
+    assert lines == [("Normal by its last measurement, but process memory 800 MiB is above the "
+                      "spill threshold (70% of 1.0 GiB = 717 MiB): it starts spilling at its "
+                      "next one.")]

@@ -106,9 +106,17 @@ def explain_worker(worker: Mapping[str, Any], events: Sequence[Mapping[str, Any]
                      + _OOM_ADVICE)
     if not lines:
         spill_at = _bytes_at(limit, thresholds, "spill")
-        below = f", below the spill threshold ({_level(limit, thresholds, 'spill')})" \
-            if spill_at is not None and process < spill_at else ""
-        lines.append(f"Normal: process memory {format_bytes(process)}{below}.")
+        level = _level(limit, thresholds, "spill")
+        if spill_at is None:
+            lines.append(f"Normal: process memory {format_bytes(process)}.")
+        elif process < spill_at:
+            lines.append(f"Normal: process memory {format_bytes(process)}, below the spill "
+                         f"threshold ({level}).")
+        else:
+            # The state comes from the worker's last measurement; the figures may be newer.
+            lines.append(f"Normal by its last measurement, but process memory "
+                         f"{format_bytes(process)} is above the spill threshold ({level}): "
+                         "it starts spilling at its next one.")
     return lines
 
 
