@@ -4,7 +4,9 @@
 every future is done, counting how many finished, failed or were cancelled. It relies only on
 the documented ``Future`` surface: ``key``, ``status``, ``done()`` and
 ``add_done_callback(fn)``. Callbacks may fire on any thread (the client's event loop); they
-only post to a queue, and the bar is drawn from the caller's thread.
+only post to a queue, and the bar is drawn from the caller's thread. While waiting, a sweep
+of ``done()`` about once a second counts any future whose callback was lost, so the bar
+always finishes.
 
 Not covered: notebook widgets (plain text everywhere), and async code — calling it with
 ``wait=True`` from a running event loop would block that loop, so it raises; use
