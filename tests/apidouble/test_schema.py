@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from apidouble import ApiDouble
 from apidouble.structural import normalize
 from apidouble.testing import Http
 from apidouble.validation import validate
@@ -130,3 +131,77 @@ async def test_validation_also_guards_status_writes(http: Http, widgets: str) ->
     await _create(http, widgets, {"size": "2Gi"})
     status, body = await http.patch(f"{widgets}/w/status", {"status": {"replicas": "x"}})
     assert status == 422 and _causes(body) == {"status.replicas": "FieldValueInvalid"}
+
+
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+
+
+def _crd_with(widgets_crd: dict[str, Any], spec_schema: dict[str, Any]) -> dict[str, Any]:
+    widgets_crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
+        "spec"] = spec_schema
+    return widgets_crd
+
+
+async def test_crd_schema_must_be_structural(http: Http, widgets_crd: dict[str, Any]) -> None:
+    bad = {"type": "object", "properties": {
+        "untyped": {"description": "no type"},
+        "list": {"type": "array"},
+        "both": {"type": "object", "properties": {"a": {"type": "string"}},
+                 "additionalProperties": {"type": "string"}},
+        "ref": {"type": "object", "$ref": "#/definitions/x"},
+        "n": {"type": "integer", "default": "three"},
+        "pairs": {"type": "array", "x-kubernetes-list-type": "map",
+                  "items": {"type": "object"}},
+    }, "x-kubernetes-validations": [{"rule": "self.replicas >"}]}
+    status, body = await http.post(CRDS, _crd_with(widgets_crd, bad))
+    assert status == 422 and body["reason"] == "Invalid"
+    base = "spec.versions[0].schema.openAPIV3Schema.properties[spec]"
+    fields = {c["field"] for c in body["details"]["causes"]}
+    assert fields == {f"{base}.properties[untyped].type", f"{base}.properties[list].items",
+                      f"{base}.properties[both].additionalProperties",
+                      f"{base}.properties[ref].$ref", f"{base}.properties[n].default",
+                      f"{base}.properties[pairs].x-kubernetes-list-map-keys",
+                      f"{base}.x-kubernetes-validations[0].rule"}
+
+
+async def test_crd_printer_column_paths_must_parse(http: Http,
+                                                   widgets_crd: dict[str, Any]) -> None:
+    widgets_crd["spec"]["versions"][0]["additionalPrinterColumns"][0]["jsonPath"] = "spec[["
+    status, body = await http.post(CRDS, widgets_crd)
+    assert status == 422
+    assert body["details"]["causes"][0]["field"] == \
+        "spec.versions[0].additionalPrinterColumns[0].jsonPath"
+
+
+async def test_list_type_set_and_map_reject_duplicates(http: Http,
+                                                       widgets_crd: dict[str, Any]) -> None:
+    spec = {"type": "object", "properties": {
+        "tags": {"type": "array", "x-kubernetes-list-type": "set",
+                 "items": {"type": "string"}},
+        "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                  "x-kubernetes-list-map-keys": ["name"],
+                  "items": {"type": "object", "properties": {"name": {"type": "string"},
+                                                             "port": {"type": "integer"}}}}}}
+    assert (await http.post(CRDS, _crd_with(widgets_crd, spec)))[0] == 201
+    widgets = "/apis/example.test/v1/namespaces/default/widgets"
+    status, body = await http.post(widgets, {"metadata": {"name": "w"}, "spec": {
+        "tags": ["a", "b", "a"],
+        "ports": [{"name": "http", "port": 80}, {"name": "http", "port": 81}]}})
+    assert status == 422
+    assert {(c["field"], c["reason"]) for c in body["details"]["causes"]} == {
+        ("spec.tags[2]", "FieldValueDuplicate"), ("spec.ports[1]", "FieldValueDuplicate")}
+
+
+async def test_defaults_added_to_a_crd_show_on_existing_objects(
+        api: ApiDouble, http: Http, widgets_crd: dict[str, Any]) -> None:
+    api.create_object(widgets_crd)
+    widgets = "/apis/example.test/v1/namespaces/default/widgets"
+    await http.post(widgets, {"metadata": {"name": "w"}, "spec": {"size": "1Gi"}})
+    spec = widgets_crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec["properties"]["zone"] = {"type": "string", "default": "eu"}
+    _, stored = await http.get(f"{CRDS}/widgets.example.test")
+    widgets_crd["metadata"]["resourceVersion"] = stored["metadata"]["resourceVersion"]
+    status, _ = await http.put(f"{CRDS}/widgets.example.test", widgets_crd)
+    assert status == 200
+    _, w = await http.get(f"{widgets}/w")
+    assert w["spec"]["zone"] == "eu"

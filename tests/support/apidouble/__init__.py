@@ -79,8 +79,10 @@ Semantics, after the Kubernetes API conventions:
   CRDs take their content with them. Pods go at once, or with ``graceful_pods=True`` a pod
   on a node stays Terminating until ``finish_pod_terminations`` (``gracePeriodSeconds=0``
   forces).
+- CRDs must be structural (types everywhere, items for arrays, no $ref, defaults that
+  validate, CEL rules that compile, parseable printer-column paths), else 422.
 - custom resources: pruning of unknown fields (unless x-kubernetes-preserve-unknown-fields),
-  ``default``s, nullable, jsonschema validation and CEL ``x-kubernetes-validations``
+  ``default``s (on write and on read), nullable, list-type set/map uniqueness, jsonschema validation and CEL ``x-kubernetes-validations``
   (cel-python) -> 422 Invalid with ``details.causes[].field``; ``?fieldValidation=Strict``
   turns unknown fields into 400 (as kubectl's default ``--validate=strict``).
 - Tables for ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io``: printer columns of
@@ -100,7 +102,7 @@ Semantics, after the Kubernetes API conventions:
 Not covered: authentication/authorization (any token works; check RBAC with the request
 log), admission webhooks, conversion webhooks, controllers (no Deployment -> Pod; a test
 plays the kubelet with ``mark_pods_ready``), OpenAPI v2, aggregated discovery, server-side
-apply field ownership, defaulting on read, consistent snapshots for
+apply field ownership, consistent snapshots for
 paginated lists, the per-kind validation rules beyond the schemas (immutable fields, ...).
 """
 

@@ -3,14 +3,15 @@
 A CRD's served versions become ``ResourceType``s with their schema, status/scale
 subresources and printer columns; its status gets the conditions and accepted names a real
 server sets once the names are accepted. Not covered: conversion webhooks (all versions share
-the stored objects and differ only in ``apiVersion``), structural-schema linting beyond a few
-checks.
+the stored objects and differ only in ``apiVersion``). The schema rules are
+``crd_schema.py``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .crd_schema import schema_causes
 from .errors import Cause, field_invalid, field_required
 from .resources import PrinterColumn, ResourceType, ScaleSpec
 
@@ -48,6 +49,7 @@ def crd_causes(crd: dict[str, Any]) -> list[Cause]:
         elif schema.get("type") != "object":
             causes.append(field_invalid(f"spec.versions[{i}].schema.openAPIV3Schema.type",
                                         schema.get("type"), 'must be object at the root'))
+        causes += schema_causes(version, i)
     return causes
 
 

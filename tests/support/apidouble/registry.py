@@ -40,7 +40,7 @@ from .patching import json_patch, merge_patch, strategic_merge
 from .resources import BUILTIN_TYPES, CRD_GROUP_RESOURCE, NAMESPACES, ResourceType
 from .selectors import field_matcher, label_matcher
 from .store import Store
-from .structural import normalize
+from .structural import apply_defaults, normalize
 from .validation import validate
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -106,6 +106,9 @@ class Registry:
     def present(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
         """An object as seen through ``rt``'s version (versions differ only in apiVersion)."""
         shown = copy.deepcopy(obj)
+        if rt.custom and rt.schema is not None:
+            # Defaults apply on read too: a default added to a CRD shows on old objects.
+            shown = apply_defaults(shown, rt.schema)
         if rt.group == events.GROUP:
             shown = events.from_core(shown, rt.api_version)
         shown["apiVersion"], shown["kind"] = rt.api_version, rt.kind

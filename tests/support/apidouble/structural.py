@@ -4,7 +4,7 @@ What a real API server does to a custom resource before validation, in its order
 ``null`` values the schema does not call nullable, prune fields the schema does not know
 (unless ``x-kubernetes-preserve-unknown-fields``; ``x-kubernetes-embedded-resource`` keeps
 ``apiVersion``/``kind``/``metadata``), then fill ``default``s. Validation (jsonschema, CEL) is
-``validation.py``. Defaults apply on writes, not when reading stored objects.
+``validation.py``. Defaults apply on writes and, as on a real server, when objects are read.
 """
 
 from __future__ import annotations

@@ -3,13 +3,15 @@
 ``validate(obj, schema, old)`` returns the field causes a real API server would answer in a
 422 Invalid: type, required, enum, bounds, pattern, lengths, item counts, and
 ``x-kubernetes-validations`` rules evaluated with ``cel-python`` (``self``; transition rules
-that use ``oldSelf`` only run on updates where the old value exists). Not covered: CEL cost
-budgets, ``x-kubernetes-list-type`` uniqueness, format checks beyond jsonschema's.
+that use ``oldSelf`` only run on updates where the old value exists), and
+``x-kubernetes-list-type`` set/map uniqueness. Not covered: CEL cost budgets, format checks
+beyond jsonschema's.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any
 
 import celpy
@@ -21,10 +23,10 @@ from celpy.evaluation import CELEvalError
 from .errors import Cause, field_invalid, field_not_supported, field_required
 
 
-def _to_jsonschema(schema: Any) -> Any:
+def to_jsonschema(schema: Any) -> Any:
     """Translate the OpenAPI dialect (nullable, int-or-string, x-kubernetes-*) for jsonschema."""
     if isinstance(schema, list):
-        return [_to_jsonschema(s) for s in schema]
+        return [to_jsonschema(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
     out: dict[str, Any] = {}
@@ -33,11 +35,11 @@ def _to_jsonschema(schema: Any) -> Any:
                                                        "externalDocs"):
             continue
         if key in ("properties", "patternProperties", "definitions"):
-            out[key] = {k: _to_jsonschema(v) for k, v in value.items()}
+            out[key] = {k: to_jsonschema(v) for k, v in value.items()}
         elif key == "format":
             continue  # int32/int64/quantity etc. are not jsonschema formats
         else:
-            out[key] = _to_jsonschema(value)
+            out[key] = to_jsonschema(value)
     if schema.get("x-kubernetes-int-or-string"):
         out.pop("type", None)
         out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
@@ -96,6 +98,15 @@ def _program(rule: str) -> Any:
     return env.program(env.compile(rule))
 
 
+def compile_error(rule: str) -> str | None:
+    """Why a CEL rule does not compile, or None when it does."""
+    try:
+        _program(rule)
+    except CELParseError as exc:
+        return str(exc).splitlines()[0] if str(exc) else "parse error"
+    return None
+
+
 def _run_cel(rule: str, activation: dict[str, Any]) -> Any:
     """Evaluate a rule; an evaluation error counts as a failed rule, as on a real server."""
     try:
@@ -142,6 +153,32 @@ def _cel_causes(value: Any, old: Any, schema: dict[str, Any], path: str,
             _cel_causes(item, None, schema["items"], f"{path}[{i}]", causes)
 
 
+def _list_causes(value: Any, schema: dict[str, Any], path: str, causes: list[Cause]) -> None:
+    """``x-kubernetes-list-type`` set (unique items) and map (unique by its keys)."""
+    if isinstance(value, list):
+        kind = schema.get("x-kubernetes-list-type")
+        keys = schema.get("x-kubernetes-list-map-keys") or []
+        seen: list[Any] = []
+        for i, item in enumerate(value):
+            ident = ([item.get(k) for k in keys] if kind == "map" and isinstance(item, dict)
+                     else item)
+            if kind in ("set", "map") and ident in seen:
+                shown = ident if kind == "set" else dict(zip(keys, ident, strict=True))
+                causes.append({"reason": "FieldValueDuplicate", "field": f"{path}[{i}]",
+                               "message": f"Duplicate value: {json.dumps(shown)}"})
+            seen.append(ident)
+        if isinstance(schema.get("items"), dict):
+            for i, item in enumerate(value):
+                _list_causes(item, schema["items"], f"{path}[{i}]", causes)
+    elif isinstance(value, dict):
+        props = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            sub = props.get(key) or (extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                _list_causes(item, sub, f"{path}.{key}" if path else key, causes)
+
+
 def validate(obj: dict[str, Any], schema: dict[str, Any],
              old: dict[str, Any] | None = None) -> list[Cause]:
     """All causes why ``obj`` breaks ``schema`` (empty when valid)."""
@@ -149,9 +186,10 @@ def validate(obj: dict[str, Any], schema: dict[str, Any],
     root = dict(schema)
     root["properties"] = {k: v for k, v in (schema.get("properties") or {}).items()
                           if k != "metadata"}
-    validator = jsonschema.Draft7Validator(_to_jsonschema(root))
+    validator = jsonschema.Draft7Validator(to_jsonschema(root))
     causes = [schema_error_cause(e) for e in sorted(validator.iter_errors(body),
                                              key=lambda e: _field(e.absolute_path))]
+    _list_causes(body, root, "", causes)
     if not causes:
         _cel_causes(body, _without_meta(old), root, "", causes)
     return causes
