@@ -10,7 +10,6 @@ store's lock, so tests may call it directly from any thread.
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import random
@@ -36,6 +35,7 @@ from .errors import (
     unsupported_media_type,
 )
 from .objectmeta import MAX_GENERATED_PREFIX, meta_causes
+from .paging import decode_continue, encode_continue
 from .patching import json_patch, merge_patch, strategic_merge
 from .resources import BUILTIN_TYPES, CRD_GROUP_RESOURCE, NAMESPACES, ResourceType
 from .selectors import field_matcher, label_matcher
@@ -130,7 +130,7 @@ class Registry:
         with self.store.lock:
             rv = self.store.resource_version
             items = self.store.items(rt.key, namespace if rt.namespaced else None)
-        start_after, list_rv = _decode_continue(continue_) if continue_ else (None, rv)
+        start_after, list_rv = decode_continue(continue_) if continue_ else (None, rv)
         chosen: list[dict[str, Any]] = []
         more = ""
         for obj in (self.present(rt, o) for o in items):
@@ -142,7 +142,7 @@ class Registry:
                 continue
             if limit and len(chosen) == limit:
                 last = chosen[-1]["metadata"]
-                more = _encode_continue((last.get("namespace", ""), last["name"]), list_rv)
+                more = encode_continue((last.get("namespace", ""), last["name"]), list_rv)
                 break
             chosen.append(obj)
         # Items of built-in lists carry no kind/apiVersion on the wire; custom ones do.
@@ -392,17 +392,3 @@ def _spec_changed(rt: ResourceType, old: dict[str, Any], new: dict[str, Any]) ->
 
 def _bare(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
-
-
-def _encode_continue(after: tuple[str, str], rv: int) -> str:
-    raw = json.dumps({"start": list(after), "rv": rv}).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _decode_continue(token: str) -> tuple[tuple[str, str], int]:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        namespace, name = data["start"]
-        return (str(namespace), str(name)), int(data["rv"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise bad_request(f"continue key is not valid: {exc}") from exc
