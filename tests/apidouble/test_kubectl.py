@@ -208,3 +208,5 @@ def test_memkube_crd_and_example(kubectl: Kubectl) -> None:
     assert "scaled" in kubectl("scale", "wp/etl", "--replicas=6").stdout
     pool = kubectl.api.get_object("memkube.dev", "v1alpha1", "workerpools", "default", "etl")
     assert pool is not None and pool["spec"]["replicas"] == 6
+    explained = kubectl("explain", "wp.spec.worker").stdout
+    assert "KIND:       WorkerPool" in explained and "memoryLimit" in explained
