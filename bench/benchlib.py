@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import psutil
 
@@ -72,18 +72,17 @@ def print_table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[st
 
 def machine() -> dict[str, Any]:
     """Facts that make a figure comparable with another run."""
-    import dask
-    import distributed
+    from importlib.metadata import version
 
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cpus": os.cpu_count(),
         "ram_bytes": psutil.virtual_memory().total,
-        "loadavg_at_start": os.getloadavg(),
+        "loadavg_at_start": os.getloadavg(),  # 1, 5, 15 min: how shared the CPUs were
         "python": platform.python_version(),
         "kernel": platform.release(),
-        "dask": dask.__version__,
-        "distributed": distributed.__version__,
+        "dask": version("dask"),
+        "distributed": version("distributed"),
         "memkube_src": RUNTIME_SRC,
     }
 
@@ -161,7 +160,7 @@ class Sampler:
                 pass  # the cgroup or process went away between samples
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> Sampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -255,7 +254,10 @@ class DaskWorker:
             cmd += ["--local-directory", str(local_directory)]
         RESULTS.mkdir(exist_ok=True)
         with open(RESULTS / f"{name}.log", "wb") as log:  # for post-mortems of failed runs
-            proc = subprocess.Popen(cmd, preexec_fn=preexec, stdout=log, stderr=log)
+            # preexec_fn: the child must join the cgroup before it runs anything (as
+            # memkube's LocalCluster does); it only writes a pid to a cgroup file
+            proc = subprocess.Popen(cmd, preexec_fn=preexec,  # noqa: PLW1509
+                                    stdout=log, stderr=log)
         return cls(name, proc, cgroup)
 
     def worker_pid(self) -> int | None:

@@ -35,8 +35,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import benchlib  # noqa: E402
-from benchlib import GiB, MiB  # noqa: E402
+import benchlib
+from benchlib import GiB, MiB
 
 CHUNK = 32 * MiB
 RSS_SLACK = 128 * MiB
@@ -147,7 +147,7 @@ def _time_both(a: Callable[[], bool], b: Callable[[], bool], start: float,
 def measure_recovery(system: str, replicated: bool, n_chunks: int, cost: float,
                      timeout: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"{system}-rec-") as tmp, \
-            pool(system, Path(tmp), replication=2 if replicated else 1) as (client, pids):
+            pool(system, Path(tmp), replication=2 if replicated else 1) as (client, _pids):
         futures = client.map(make_chunk, range(n_chunks), nbytes=8 * MiB, cost=cost)
         wait_all(system, futures, timeout)
         if replicated and system == "dask":
@@ -183,7 +183,7 @@ def _gather_until_recovered(client: Any, futures: list[Any],
     can raise DataLostError while the lost keys are still being recomputed)."""
     from memkube.errors import DataLostError
 
-    failures = []
+    failures: list[str] = []
     while True:
         try:
             return client.gather(futures), failures
@@ -214,33 +214,58 @@ def _wait_replicated(system: str, client: Any, futures: list[Any], timeout: floa
     benchlib.wait_until(lambda: min(_holders(system, client, futures)) >= 2, timeout, 0.05)
 
 
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One record for repeated runs: medians of the timings, all samples kept."""
+    out = dict(runs[0])
+    for field in ("memory_s", "disk_s", "recover_s", "gather_s_without_loss",
+                  "rereplicated_s"):
+        values = [r[field] for r in runs if r.get(field) is not None]
+        if field in out:
+            out[field] = benchlib.median(values) if values else None
+    if "correct" in out:
+        out["correct"] = all(r["correct"] for r in runs)
+        out["gather_failures"] = sum(len(r["gather_failures"]) for r in runs)
+    out["samples"] = runs
+    return out
+
+
 # ---------------------------------------------------------------------- main
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller data (< 1 min)")
     parser.add_argument("--release-gib", type=float, default=None)
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="runs per figure, median reported (default 3, quick 1)")
     parser.add_argument("--task-cost", type=float, default=0.25,
                         help="seconds each recovery task takes (recomputation cost)")
     args = parser.parse_args()
     n_release = int((args.release_gib or (0.5 if args.quick else 2)) * GiB) // CHUNK
     n_recover = 8 if args.quick else 24
+    args.repeats = args.repeats or (1 if args.quick else 3)
     timeout = 60.0 if args.quick else 120.0
     result: dict[str, Any] = {"machine": benchlib.machine(), "release_bytes": n_release * CHUNK,
                               "recover_chunks": n_recover, "task_cost": args.task_cost}
 
-    release = {s: measure_release(s, n_release, timeout) for s in ("memkube", "dask")}
-    for s, r in release.items():
-        print(f"release {s}: memory {r['memory_s']} s, disk {r['disk_s']} s "
-              f"(held {r['held_rss'] / MiB:.0f} MiB RSS, {r['held_disk'] / MiB:.0f} MiB disk)",
-              flush=True)
+    samples: dict[str, list[dict[str, Any]]] = {"memkube": [], "dask": []}
+    for i in range(args.repeats):
+        for s in ("memkube", "dask") if i % 2 == 0 else ("dask", "memkube"):
+            r = measure_release(s, n_release, timeout)
+            samples[s].append(r)
+            print(f"release {s}: memory {r['memory_s']} s, disk {r['disk_s']} s (held "
+                  f"{r['held_rss'] / MiB:.0f} MiB RSS, {r['held_disk'] / MiB:.0f} MiB disk)",
+                  flush=True)
+    release = {s: _median_run(runs) for s, runs in samples.items()}
     recovery = {}
     for replicated in (True, False):
         for s in ("memkube", "dask"):
-            r = measure_recovery(s, replicated, n_recover, args.task_cost, timeout)
-            recovery[(s, replicated)] = r
-            print(f"recovery {s} replicated={replicated}: {r['recover_s']:.2f} s "
-                  f"correct={r['correct']}", flush=True)
+            runs = []
+            for _ in range(args.repeats):
+                r = measure_recovery(s, replicated, n_recover, args.task_cost, timeout)
+                runs.append(r)
+                print(f"recovery {s} replicated={replicated}: {r['recover_s']:.2f} s "
+                      f"correct={r['correct']}", flush=True)
+            recovery[(s, replicated)] = _median_run(runs)
     result["release"] = release
     result["recovery"] = [*recovery.values()]
 
@@ -259,10 +284,10 @@ def main() -> None:
         rows.append({"figure": f"SIGKILL -> all {n_recover} results back, {label} (s)",
                      "memkube": a["recover_s"], "dask": b["recover_s"],
                      "memkube/dask": benchlib.ratio(a["recover_s"], b["recover_s"])})
-        rows.append({"figure": "  values correct", "memkube": a["correct"],
+        rows.append({"figure": "  values correct (every run)", "memkube": a["correct"],
                      "dask": b["correct"], "memkube/dask": None})
-        rows.append({"figure": "  gather raised DataLostError before recovering (times)",
-                     "memkube": len(a["gather_failures"]), "dask": len(b["gather_failures"]),
+        rows.append({"figure": "  gather raised DataLostError first (times, all runs)",
+                     "memkube": a["gather_failures"], "dask": b["gather_failures"],
                      "memkube/dask": None})
         rows.append({"figure": "  (same gather with nothing lost, s)",
                      "memkube": a["gather_s_without_loss"], "dask": b["gather_s_without_loss"],
@@ -272,7 +297,8 @@ def main() -> None:
                  "memkube": recovery[("memkube", True)].get("rereplicated_s"), "dask": None,
                  "memkube/dask": None})
     result["table"] = rows
-    benchlib.print_table("lifetime: 2 workers x 1 thread, 1 GiB each", rows,
+    benchlib.print_table("lifetime: 2 workers x 1 thread, 1 GiB each, median of "
+                         f"{args.repeats}", rows,
                          ["figure", "memkube", "dask", "memkube/dask"])
     benchlib.write_json("lifetime", result)
 

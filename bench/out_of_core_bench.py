@@ -29,8 +29,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import benchlib  # noqa: E402
-from benchlib import GiB, MiB  # noqa: E402
+import benchlib
+from benchlib import GiB, MiB
 
 LIMIT = 512 * MiB
 OVERHEAD = 256 * MiB
@@ -198,6 +198,7 @@ def main() -> None:
         both = mk["completed"] and dk["completed"]
         for label, field, use_ratio in [
             ("completed", "completed", False),
+            ("kernel OOM kills in the cgroup", "oom_kills", False),
             ("wall time (s)", "wall_s", both),
             ("peak cgroup working set / cgroup limit", "working_set_over_cgroup_limit", True),
             ("peak RSS / memory limit", "rss_over_limit", True),
@@ -208,7 +209,7 @@ def main() -> None:
         ]:
             a, b = mk.get(field), dk.get(field)
             if field == "spill_bytes":
-                a, b = a / MiB, b / MiB
+                a, b = mk["spill_bytes"] / MiB, dk["spill_bytes"] / MiB
             rows.append({"variant": kind, "figure": label, "memkube": a, "dask": b,
                          "memkube/dask": benchlib.ratio(a, b) if use_ratio else None})
         if both and abs(mk["total"] - dk["total"]) > 1e-6 * max(1.0, abs(dk["total"])):

@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import benchlib  # noqa: E402
+import benchlib
 
 
 def noop(x: int) -> int:
@@ -80,7 +80,6 @@ def main() -> None:
     n_rtt = 50 if args.quick else 300
 
     import distributed
-
     import memkube
 
     result: dict[str, Any] = {"machine": benchlib.machine(), "tasks": n_tasks,
