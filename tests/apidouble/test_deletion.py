@@ -168,3 +168,31 @@ async def test_no_new_custom_resources_while_their_crd_terminates(
     assert status == 405 and body["reason"] == "MethodNotAllowed"
     await http.patch(f"{widgets}/held", {"metadata": {"finalizers": None}})
     assert (await http.get(crd))[0] == 404
+
+
+async def test_dependent_of_an_absent_owner_is_collected(http: Http) -> None:
+    _, owner = await http.post(CM, {"metadata": {"name": "real-owner"}})
+    wrong_uid = _owned("orphaned", owner)
+    wrong_uid["metadata"]["ownerReferences"][0]["uid"] = "00000000-0000-0000-0000-000000000000"
+    status, _ = await http.post(CM, wrong_uid)
+    assert status == 201  # accepted, then the garbage collector removes it
+    assert (await http.get(f"{CM}/orphaned"))[0] == 404
+    # An owner in another namespace does not count: references do not cross namespaces.
+    _, foreign = await http.post("/api/v1/namespaces/kube-system/configmaps",
+                                 {"metadata": {"name": "foreign"}})
+    await http.post(CM, _owned("cross", foreign))
+    assert (await http.get(f"{CM}/cross"))[0] == 404
+    # With one live owner left, only the dangling reference goes.
+    mixed = _owned("mixed", owner)
+    mixed["metadata"]["ownerReferences"].append(wrong_uid["metadata"]["ownerReferences"][0])
+    await http.post(CM, mixed)
+    status, kept = await http.get(f"{CM}/mixed")
+    assert status == 200
+    assert [r["uid"] for r in kept["metadata"]["ownerReferences"]] == [owner["metadata"]["uid"]]
+
+
+async def test_owner_of_an_unserved_kind_is_left_alone(http: Http) -> None:
+    ref = {"apiVersion": "nowhere.test/v1", "kind": "Thing", "name": "t",
+           "uid": "11111111-1111-1111-1111-111111111111"}
+    await http.post(CM, {"metadata": {"name": "waits", "ownerReferences": [ref]}})
+    assert (await http.get(f"{CM}/waits"))[0] == 200

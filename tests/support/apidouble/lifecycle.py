@@ -8,7 +8,9 @@
   ``blockOwnerDeletion: true`` is left; Orphan removes the owner's reference from dependents.
 - Deleting a namespace deletes everything in it and removes the namespace when it is empty;
   deleting a CRD deletes its custom resources and then the CRD (and stops serving the type).
-The garbage collector runs synchronously after each removal (a real one runs shortly after).
+The garbage collector runs synchronously after each removal and after each write of an object
+with owner references (a real one runs shortly after): a dependent whose owners are all absent
+(wrong uid, another namespace) is deleted.
 Pods are removed at once, unless the double was made with ``graceful_pods=True``: then a pod
 bound to a node stays terminating (``deletionTimestamp`` = now + grace period) until the test
 plays the kubelet with ``finish_pod_terminations``; ``gracePeriodSeconds=0`` forces removal.
@@ -211,6 +213,33 @@ def _collect_garbage(reg: Registry, uid: str) -> None:
             reg.store.put(key, dep)
         else:
             _delete_stored(reg, key, dep, "Background")
+
+
+def _owner_alive(reg: Registry, dependent: dict[str, Any], ref: dict[str, Any]) -> bool:
+    """Is the owner there, in the dependent's namespace (or cluster-scoped), with that uid?"""
+    group, _, version = str(ref.get("apiVersion", "")).rpartition("/")
+    owner_type = next((t for t in reg.types() if (t.group, t.version, t.kind) ==
+                       (group, version, ref.get("kind"))), None)
+    if owner_type is None:
+        return True  # a kind nobody serves cannot be resolved; a real GC waits, it does not act
+    namespace = dependent["metadata"].get("namespace", "") if owner_type.namespaced else ""
+    owner = reg.store.get(owner_type.key, namespace, str(ref.get("name", "")))
+    return owner is not None and owner["metadata"]["uid"] == ref.get("uid")
+
+
+def check_owners(reg: Registry, rt: ResourceType, obj: dict[str, Any]) -> None:
+    """GC of a new or changed dependent: gone when all its owners are absent (wrong uid, other
+    namespace, never existed), dangling references dropped when some owners remain."""
+    refs = obj["metadata"].get("ownerReferences") or []
+    if not refs or obj["metadata"].get("deletionTimestamp"):
+        return
+    alive = [r for r in refs if _owner_alive(reg, obj, r)]
+    if not alive:
+        _start_deletion(reg, rt, obj, "Background")
+        settle(reg)
+    elif len(alive) < len(refs):
+        obj["metadata"]["ownerReferences"] = alive
+        reg.store.put(rt.key, obj)
 
 
 def settle(reg: Registry) -> None:

@@ -301,6 +301,7 @@ class Registry:
             stored = self.store.put(rt.key, new)
             if rt.key == CRD_GROUP_RESOURCE:
                 self._register_crd(stored)
+            lifecycle.check_owners(self, rt, copy.deepcopy(stored))
             return self.present(rt, stored)
 
     def _apply_subresource_rules(self, rt: ResourceType, old: dict[str, Any] | None,
