@@ -1,10 +1,11 @@
-"""Scale-down through the real retirement protocol: a real `memkube scheduler` process and
-real `memkube worker` processes named as the pods the operator created in the API double.
+"""Scale-down and rolling updates through the real retirement protocol: a real
+`memkube scheduler` process and real `memkube worker` processes named as the pods.
 
-The double plays the API server and the kubelet (pods become ready when their worker
-process has joined); the operator reaches the scheduler on 127.0.0.1 through its settings
-hook. Asserted: the operator deletes exactly the pods whose workers the scheduler retired
-(and whose processes exited), and every scattered value is still there afterwards.
+The API double plays the API server; :class:`ProcessKubelet` plays the kubelet: for every
+worker pod the operator creates it starts a `memkube worker --name <pod>` process and
+marks the pod ready once it has joined, and it stops the process of a deleted pod
+(recording whether the process had already exited by itself, as a retired worker does).
+The operator reaches the scheduler on 127.0.0.1 through its settings hook.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import pytest
@@ -23,7 +24,10 @@ from memkube.client import Client
 from memkube_operator.builders import build_token_secret
 from memkube_operator.spec import parse_pool
 from opharness import (
+    GROUP,
     NS,
+    PLURAL,
+    VERSION,
     free_port,
     operator_config,
     pool_status,
@@ -67,6 +71,77 @@ async def _start(*args: str, banner: str) -> asyncio.subprocess.Process:
                 return process
 
 
+class ProcessKubelet:
+    """Runs one real worker process per live worker pod of ``demo``."""
+
+    def __init__(self, api: ApiDouble, address: str) -> None:
+        self.api, self.address = api, address
+        self.processes: dict[str, asyncio.subprocess.Process] = {}
+        self.exited_before_deletion: set[str] = set()
+        self.killed: set[str] = set()
+        self._changed = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._task: asyncio.Task[None] | None = None
+
+    def _on_change(self, _: object) -> None:
+        self._loop.call_soon_threadsafe(self._changed.set)
+
+    async def __aenter__(self) -> Self:
+        self.api.registry.store.subscribe(self._on_change)
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.api.registry.store.unsubscribe(self._on_change)
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        for process in self.processes.values():
+            if process.returncode is None:
+                process.terminate()
+            await process.wait()
+
+    async def _run(self) -> None:
+        while True:
+            self._changed.clear()
+            live = {
+                p["metadata"]["name"]
+                for p in worker_pods(self.api, "demo")
+                if not p["metadata"].get("deletionTimestamp")
+            }
+            started = False
+            for name in sorted(live - set(self.processes)):
+                self.processes[name] = await _start(
+                    "worker",
+                    self.address,
+                    "--name",
+                    name,
+                    "--host",
+                    "127.0.0.1",
+                    "--memory-limit",
+                    "256Mi",
+                    "--log-level",
+                    "WARNING",
+                    banner="memkube worker",
+                )
+                started = True
+            for name in set(self.processes) - live - self.killed:
+                await self._stop(name)
+            if started:
+                self.api.mark_pods_ready(NS)
+            await self._changed.wait()
+
+    async def _stop(self, name: str) -> None:
+        process = self.processes[name]
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+            self.exited_before_deletion.add(name)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+        self.killed.add(name)
+
+
 @pytest.fixture
 async def scheduler_port() -> AsyncIterator[int]:
     port = free_port()
@@ -86,13 +161,12 @@ async def scheduler_port() -> AsyncIterator[int]:
     await process.wait()
 
 
-async def test_scale_down_retires_real_workers_and_loses_no_data(
-    api: ApiDouble, scheduler_port: int
-) -> None:
-    address = f"tcp://127.0.0.1:{scheduler_port}"
+@pytest.fixture
+async def pool(api: ApiDouble, scheduler_port: int) -> AsyncIterator[ProcessKubelet]:
+    """Pool ``demo`` of 3 real workers, reconciled by the operator, all ready."""
     body = api.create_object(
         {
-            "apiVersion": "memkube.dev/v1alpha1",
+            "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "WorkerPool",
             "metadata": {"name": "demo", "namespace": NS},
             "spec": {"replicas": 3, "worker": {"memoryLimit": "256Mi", "spill": {"size": "256Mi"}}},
@@ -100,65 +174,13 @@ async def test_scale_down_retires_real_workers_and_loses_no_data(
     )
     # The pool's Secret carries the token the scheduler process was started with.
     api.create_object(dict(build_token_secret(parse_pool(body), TOKEN)))
-    workers: dict[str, asyncio.subprocess.Process] = {}
     config = operator_config(lambda *_: f"http://127.0.0.1:{scheduler_port}")
-    try:
-        async with running_operator(api, config):
-            await until(api, lambda: len(worker_pods(api, "demo")) == 3)
-            for pod in worker_pods(api, "demo"):
-                name = pod["metadata"]["name"]
-                workers[name] = await _start(
-                    "worker",
-                    address,
-                    "--name",
-                    name,
-                    "--host",
-                    "127.0.0.1",
-                    "--memory-limit",
-                    "256Mi",
-                    "--log-level",
-                    "WARNING",
-                    banner="memkube worker",
-                )
-            api.mark_pods_ready(NS)
-
-            client = await Client(address, token=TOKEN, asynchronous=True)
-            try:
-                await client.wait_for_workers(3)
-                values = [bytes([i]) * 50_000 for i in range(30)]
-                futures = await client.scatter(values)
-                holders = await client.who_has(futures)
-                assert len({w for ws in holders.values() for w in ws}) > 1  # spread out
-
-                await _scale(api, 1)
-                await until(api, lambda: len(_live(api)) == 1, timeout=60)
-                (survivor,) = _live(api)
-                gone = set(workers) - {survivor}
-                # Exactly the retired workers' processes exited; their pods were deleted.
-                for name in gone:
-                    assert await asyncio.wait_for(workers[name].wait(), 30) is not None
-                assert workers[survivor].returncode is None
-                assert await client.gather(futures) == values
-                events = (await _snapshot(scheduler_port))["events"]
-                retired = {e["worker"] for e in events if e["kind"] == "worker-retired"}
-                assert retired == gone
-                assert [e for e in events if e["kind"] in ("worker-lost", "key-lost")] == []
-                await until(api, lambda: pool_status(api, "demo").get("replicas") == 1)
-            finally:
-                await client.close()
-    finally:
-        for process in workers.values():
-            if process.returncode is None:
-                process.terminate()
-            await process.wait()
-
-
-def _live(api: ApiDouble) -> list[str]:
-    return [
-        p["metadata"]["name"]
-        for p in worker_pods(api, "demo")
-        if not p["metadata"].get("deletionTimestamp")
-    ]
+    async with (
+        running_operator(api, config),
+        ProcessKubelet(api, f"tcp://127.0.0.1:{scheduler_port}") as kubelet,
+    ):
+        await until(api, lambda: pool_status(api, "demo").get("readyReplicas") == 3, timeout=60)
+        yield kubelet
 
 
 async def _snapshot(port: int) -> dict[str, Any]:
@@ -173,14 +195,66 @@ async def _snapshot(port: int) -> dict[str, Any]:
         return snapshot
 
 
-async def _scale(api: ApiDouble, replicas: int) -> None:
-    url = f"{api.url}/apis/memkube.dev/v1alpha1/namespaces/{NS}/workerpools/demo/scale"
-    async with (
-        aiohttp.ClientSession() as session,
-        session.patch(
-            url,
-            json={"spec": {"replicas": replicas}},
-            headers={"Content-Type": "application/merge-patch+json"},
-        ) as r,
-    ):
-        assert r.status == 200
+def _live(api: ApiDouble) -> set[str]:
+    return {
+        p["metadata"]["name"]
+        for p in worker_pods(api, "demo")
+        if not p["metadata"].get("deletionTimestamp")
+    }
+
+
+async def _scatter(port: int) -> tuple[Client, list[Any], list[bytes]]:
+    client = await Client(f"tcp://127.0.0.1:{port}", token=TOKEN, asynchronous=True)
+    await client.wait_for_workers(3)
+    values = [bytes([i]) * 50_000 for i in range(30)]
+    futures = await client.scatter(values)
+    holders = await client.who_has(futures)
+    assert len({w for ws in holders.values() for w in ws}) > 1  # spread over workers
+    return client, futures, values
+
+
+async def _assert_only_retirements(port: int, retired: set[str]) -> None:
+    events = (await _snapshot(port))["events"]
+    assert {e["worker"] for e in events if e["kind"] == "worker-retired"} == retired
+    assert [e for e in events if e["kind"] in ("worker-lost", "key-lost")] == []
+
+
+async def test_scale_down_deletes_exactly_the_retired_pods_and_loses_no_data(
+    api: ApiDouble, scheduler_port: int, pool: ProcessKubelet
+) -> None:
+    before = _live(api)
+    client, futures, values = await _scatter(scheduler_port)
+    try:
+        api.patch_object(GROUP, VERSION, PLURAL, NS, "demo", {"spec": {"replicas": 1}})
+        await until(api, lambda: len(_live(api)) == 1, timeout=60)
+        gone = before - _live(api)
+        await until(api, lambda: pool.killed >= gone, timeout=30)
+        # The deleted pods are exactly those whose workers retired and exited by themselves.
+        assert pool.exited_before_deletion == gone
+        (survivor,) = _live(api)
+        assert pool.processes[survivor].returncode is None
+        assert await client.gather(futures) == values
+        await _assert_only_retirements(scheduler_port, gone)
+        await until(api, lambda: pool_status(api, "demo").get("replicas") == 1)
+    finally:
+        await client.close()
+
+
+async def test_rolling_update_moves_data_off_each_old_worker(
+    api: ApiDouble, scheduler_port: int, pool: ProcessKubelet
+) -> None:
+    old = _live(api)
+    client, futures, values = await _scatter(scheduler_port)
+    try:
+        api.patch_object(
+            GROUP, VERSION, PLURAL, NS, "demo", {"spec": {"worker": {"memoryLimit": "300Mi"}}}
+        )
+        await until(api, lambda: not (_live(api) & old) and len(_live(api)) == 3, timeout=120)
+        await until(api, lambda: pool.killed >= old, timeout=30)
+        assert pool.exited_before_deletion == old
+        assert len(pool.processes) == 6  # one new worker per old one, never more
+        assert await client.gather(futures) == values
+        await _assert_only_retirements(scheduler_port, old)
+        await until(api, lambda: pool_status(api, "demo").get("updatedReplicas") == 3)
+    finally:
+        await client.close()
