@@ -102,6 +102,11 @@ def test_persistent_volume_spill_is_a_generic_ephemeral_volume() -> None:
     assert _flags(pod)["--max-spill"] == f"{50 * 1024 * 95 // 100}Mi"  # 95% of 50Gi
 
 
+def test_a_retired_worker_stays_down_but_failures_restart() -> None:
+    pod = build_worker_pod(_pool(), PodDefaults())
+    assert pod["spec"]["restartPolicy"] == "OnFailure"
+
+
 def test_no_spill_disables_target_and_spill_and_mounts_nothing() -> None:
     pod = build_worker_pod(_pool("None"), PodDefaults())
     flags = _flags(pod)

@@ -143,7 +143,10 @@ def build_worker_pod(pool: PoolSpec, defaults: PodDefaults) -> Manifest:
         "volumeMounts": mounts,
     }
     spec: dict[str, Any] = {
-        "restartPolicy": "Always",
+        # A retired (or SIGTERM'd) worker exits 0 and must stay down: with Always the kubelet
+        # would restart it and it would rejoin the pool before the operator deletes the pod.
+        # Memory restarts (75), OOM kills and crashes are failures and restart in place.
+        "restartPolicy": "OnFailure",
         "terminationGracePeriodSeconds": defaults.termination_grace_seconds,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
