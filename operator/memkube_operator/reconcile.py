@@ -60,7 +60,6 @@ class Reconciler:
         self.config = config
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._pending: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self.passes = 0
 
     def poke(self, namespace: str, name: str) -> None:
         """Schedule a pass soon (for pod events); coalesces with one already waiting."""
@@ -99,7 +98,6 @@ class Reconciler:
         self._locks.pop((namespace, name), None)
 
     async def _pass(self, namespace: str, name: str) -> None:
-        self.passes += 1
         body = await self.api.get(pool_path(namespace, name))
         if body is None or body["metadata"].get("deletionTimestamp"):
             return  # deleted: garbage collection removes the children
@@ -192,8 +190,9 @@ class Reconciler:
         )
         encoded = (secret.get("data") or {}).get("token")
         if encoded is None:
+            name = naming.secret_name(pool.name)
             raise SpecError(
-                "metadata.name", f"Secret {naming.secret_name(pool.name)} exists without a token"
+                f"Secret/{name}", "exists without the key 'token'; delete it to get a new one"
             )
         return base64.b64decode(encoded).decode()
 

@@ -287,3 +287,22 @@ async def test_an_operator_restarted_halfway_finishes_without_duplicates(
         if p["metadata"]["labels"]["app.kubernetes.io/component"] == "scheduler"
     ]
     assert len(schedulers) == 1
+
+
+async def test_a_foreign_secret_without_a_token_is_reported_not_overwritten(
+    api: ApiDouble, operator: Reconciler
+) -> None:
+    api.create_object(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "demo-token", "namespace": NS},
+            "data": {"other": "eA=="},
+        }
+    )
+    api.create_object(workerpool())
+    await until(api, lambda: pool_status(api, "demo").get("phase") == "Invalid")
+    assert condition(api, "demo", "Degraded")["message"].startswith("Secret/demo-token")
+    assert api.objects("", "v1", "pods", NS) == []
+    secret = api.get_object("", "v1", "secrets", NS, "demo-token")
+    assert secret is not None and secret["data"] == {"other": "eA=="}
