@@ -35,7 +35,10 @@ RENDER_UID = "00000000-0000-0000-0000-000000000000"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memkube operator", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="memkube operator",
+        description="Run the WorkerPool operator or render its objects.",
+    )
     commands = parser.add_subparsers(dest="command")
     run = commands.add_parser("run", help="reconcile WorkerPools (the default)")
     run.add_argument("-n", "--namespace", action="append", default=[], help="watch only NS")
