@@ -245,3 +245,29 @@ async def test_protobuf_bodies(http: Http) -> None:
         assert response.status == 400
     status, body_ = await http.request("POST", CM, "<xml/>", content_type="application/xml")
     assert status == 415 and body_["reason"] == "UnsupportedMediaType"
+
+
+async def test_immutable_fields_of_builtins(http: Http) -> None:
+    pods = "/api/v1/namespaces/default/pods"
+    await http.post(pods, {"metadata": {"name": "p"}, "spec": {"containers": [
+        {"name": "c", "image": "img:1", "resources": {"limits": {"memory": "1Gi"}}}]}})
+    status, _ = await http.patch(f"{pods}/p", {"spec": {"containers": [
+        {"name": "c", "image": "img:2", "resources": {"limits": {"memory": "1Gi"}}}]}})
+    assert status == 200  # the image may change
+    status, body = await http.patch(f"{pods}/p", {"spec": {"containers": [
+        {"name": "c", "image": "img:2", "resources": {"limits": {"memory": "2Gi"}}}]}})
+    assert status == 422 and "pod updates may not change fields" in body["message"]
+    deploys = "/apis/apps/v1/namespaces/default/deployments"
+    await http.post(deploys, {"metadata": {"name": "d"}, "spec": {
+        "selector": {"matchLabels": {"app": "d"}},
+        "template": {"metadata": {"labels": {"app": "d"}},
+                     "spec": {"containers": [{"name": "c", "image": "i"}]}}}})
+    status, body = await http.patch(f"{deploys}/d", {"spec": {"selector": {
+        "matchLabels": {"app": "e"}}}})
+    assert status == 422 and body["details"]["causes"][0]["field"] == "spec.selector"
+    await http.post(CM, {"metadata": {"name": "frozen"}, "data": {"a": "1"},
+                         "immutable": True})
+    status, _ = await http.patch(f"{CM}/frozen", {"data": {"a": "2"}})
+    assert status == 422
+    status, _ = await http.patch(f"{CM}/frozen", {"metadata": {"labels": {"x": "y"}}})
+    assert status == 200

@@ -9,6 +9,11 @@ POD = {"metadata": {"name": "p", "labels": {"a": "1", "b": "2"}, "finalizers": [
        "spec": {"containers": [
            {"name": "main", "image": "img:1", "env": [{"name": "A", "value": "1"}]},
            {"name": "side", "image": "side:1"}]}}
+# Pod specs are immutable, so list patches are shown on a Deployment's pod template.
+DEPLOYS = "/apis/apps/v1/namespaces/default/deployments"
+DEPLOY = {"metadata": {"name": "d", "finalizers": ["x/one"]},
+          "spec": {"selector": {"matchLabels": {"app": "d"}},
+                   "template": {"metadata": {"labels": {"app": "d"}}, "spec": POD["spec"]}}}
 
 
 async def test_merge_patch_sets_and_removes_keys(http: Http) -> None:
@@ -16,9 +21,10 @@ async def test_merge_patch_sets_and_removes_keys(http: Http) -> None:
     status, pod = await http.patch(f"{PODS}/p", {"metadata": {"labels": {"a": None, "c": "3"}}})
     assert status == 200 and pod["metadata"]["labels"] == {"b": "2", "c": "3"}
     # Lists are replaced whole by a merge patch.
-    _, pod = await http.patch(f"{PODS}/p", {"spec": {"containers": [
-        {"name": "main", "image": "img:2"}]}})
-    assert [c["name"] for c in pod["spec"]["containers"]] == ["main"]
+    await http.post(DEPLOYS, DEPLOY)
+    _, deploy = await http.patch(f"{DEPLOYS}/d", {"spec": {"template": {"spec": {
+        "containers": [{"name": "main", "image": "img:2"}]}}}})
+    assert [c["name"] for c in deploy["spec"]["template"]["spec"]["containers"]] == ["main"]
 
 
 async def test_json_patch_operations_and_failed_test(http: Http) -> None:
@@ -42,25 +48,23 @@ async def test_json_patch_operations_and_failed_test(http: Http) -> None:
 
 
 async def test_strategic_merge_merges_lists_by_key(http: Http) -> None:
-    await http.post(PODS, POD)
+    await http.post(DEPLOYS, DEPLOY)
     patch = {"metadata": {"finalizers": ["x/two"]},
-             "spec": {"containers": [{"name": "main", "image": "img:2",
-                                      "env": [{"name": "B", "value": "2"}]},
-                                     {"name": "side", "$patch": "delete"},
-                                     {"name": "new", "image": "new:1"}]}}
-    status, pod = await http.patch(f"{PODS}/p", patch, kind="strategic-merge")
-    assert status == 200, pod
-    containers = {c["name"]: c for c in pod["spec"]["containers"]}
+             "spec": {"template": {"spec": {"containers": [
+                 {"name": "main", "image": "img:2", "env": [{"name": "B", "value": "2"}]},
+                 {"name": "side", "$patch": "delete"},
+                 {"name": "new", "image": "new:1"}]}}}}
+    status, deploy = await http.patch(f"{DEPLOYS}/d", patch, kind="strategic-merge")
+    assert status == 200, deploy
+    containers = {c["name"]: c for c in deploy["spec"]["template"]["spec"]["containers"]}
     assert list(containers) == ["main", "new"]
     assert containers["main"]["image"] == "img:2"
     assert containers["main"]["env"] == [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
-    assert pod["metadata"]["finalizers"] == ["x/one", "x/two"]
-    _, pod = await http.patch(f"{PODS}/p", {"$deleteFromPrimitiveList/finalizers": ["x/one"],
-                                            "metadata": {}}, kind="strategic-merge")
-    _, pod = await http.patch(
-        f"{PODS}/p", {"metadata": {"$deleteFromPrimitiveList/finalizers": ["x/one"]}},
+    assert deploy["metadata"]["finalizers"] == ["x/one", "x/two"]
+    _, deploy = await http.patch(
+        f"{DEPLOYS}/d", {"metadata": {"$deleteFromPrimitiveList/finalizers": ["x/one"]}},
         kind="strategic-merge")
-    assert pod["metadata"]["finalizers"] == ["x/two"]
+    assert deploy["metadata"]["finalizers"] == ["x/two"]
 
 
 async def test_strategic_merge_is_unsupported_for_custom_resources(

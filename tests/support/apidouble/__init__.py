@@ -75,7 +75,8 @@ Semantics, after the Kubernetes API conventions:
 - delete: finalizers -> deletionTimestamp (the object goes when its finalizers are gone; none
   may be added meanwhile); propagationPolicy Background (default) / Foreground
   (``foregroundDeletion``, waits for ``blockOwnerDeletion`` dependents) / Orphan;
-  owner-reference garbage collection runs synchronously; deletecollection; namespaces and
+  owner-reference garbage collection runs synchronously (also for a dependent written with
+  absent owners: wrong uid or another namespace, as a real GC would); deletecollection; namespaces and
   CRDs take their content with them. Pods go at once, or with ``graceful_pods=True`` a pod
   on a node stays Terminating until ``finish_pod_terminations`` (``gracePeriodSeconds=0``
   forces).
@@ -91,6 +92,9 @@ Semantics, after the Kubernetes API conventions:
   ``kubernetes-validate``: unknown fields dropped (400 with ``fieldValidation=Strict``),
   wrong types or missing required fields 422. Every kind gets ObjectMeta checks: label
   keys/values (63 characters), annotation keys, ownerReferences fields, one controller.
+  Updates may not change immutable fields: pod specs (but images, tolerations added, the
+  first nodeName), deployment selectors, service clusterIPs, PVC specs, ``immutable``
+  ConfigMaps/Secrets.
 - bodies: JSON (also without a Content-Type), YAML for apply, and protobuf for the kinds
   ``kubectl create <generator>`` sends (namespace, configmap, secret, serviceaccount, RBAC);
   other protobuf bodies get 415, as an unsupported media type would.

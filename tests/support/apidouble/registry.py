@@ -34,6 +34,7 @@ from .errors import (
     not_found,
     unsupported_media_type,
 )
+from .immutability import update_causes
 from .objectmeta import MAX_GENERATED_PREFIX, meta_causes
 from .paging import decode_continue, encode_continue
 from .patching import json_patch, merge_patch, strategic_merge
@@ -341,6 +342,8 @@ class Registry:
                 raise bad_request(_strict_message(rt, unknown))
             apply_builtin_defaults(rt, new, old)
             causes = schema_causes(new)
+            if old is not None:
+                causes += update_causes(rt, old, new)
             if rt.key == CRD_GROUP_RESOURCE:
                 causes += crd_causes(new)
         causes = meta_causes(new["metadata"]) + causes
