@@ -31,6 +31,10 @@ FLAGS = [
 ]
 
 
+class PageTimeout(AssertionError):
+    """A ``wait_for`` condition stayed false until its timeout."""
+
+
 class Page:
     """One browser tab."""
 
@@ -107,7 +111,12 @@ class Page:
                        {int(timeout * 1000)});
         }})"""
         # The page rejects at ``timeout``; the protocol call waits a little longer for that.
-        return await self.evaluate(script, timeout=timeout + 10)
+        try:
+            return await self.evaluate(script, timeout=timeout + 10)
+        except RuntimeError as exc:
+            if "timed out: " in str(exc):
+                raise PageTimeout(f"still false after {timeout}s: {condition}") from None
+            raise
 
     async def screenshot(self, path: Path) -> None:
         size = (await self.send("Page.getLayoutMetrics"))["cssContentSize"]

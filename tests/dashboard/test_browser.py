@@ -8,6 +8,7 @@ A screenshot is kept in test-artifacts/.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -65,14 +66,16 @@ async def test_dashboard_shows_live_memory_bars_per_worker(served: Served) -> No
 
         # The pool changes; the page follows within its next refresh.
         before = int(await page.evaluate(managed_of("worker-a")))
+        # Counters grow between two refreshes, so a spill rate shows (while they move).
+        rate_shown = asyncio.create_task(page.wait_for(
+            "document.querySelector('tr[data-worker=\"worker-a\"] "
+            "[data-field=\"spill_rate\"]').textContent.endsWith('/s')", timeout=20))
         served.pool.step()
         served.pool.step()
         expected = served.pool()["workers"][0]["memory"]["managed"]
         assert expected != before
         await page.wait_for(f"{managed_of('worker-a')} === '{expected}'")
-        # Counters grew between two refreshes, so a spill rate is shown.
-        await page.wait_for("document.querySelector('tr[data-worker=\"worker-a\"] "
-                            "[data-field=\"spill_rate\"]').textContent.endsWith('/s')")
+        await rate_shown
         await page.wait_for("document.querySelectorAll('#events li').length === 2")
 
         # One click answers "why": the worker's thresholds, explanation and own events.

@@ -15,7 +15,7 @@ from typing import Any, get_args
 import aiohttp
 import memkube
 import pytest
-from dashboard_browser import CHROMIUM, Page, chromium_page
+from dashboard_browser import CHROMIUM, Page, PageTimeout, chromium_page
 from memkube.dashboard.snapshot import (
     THRESHOLD_NAMES,
     EventKind,
@@ -134,17 +134,24 @@ async def _fill_and_spill(page: Page, cluster: memkube.LocalCluster,
     assert await asyncio.to_thread(client.gather, lengths) == [CHUNK] * 8
     await unspill_rate_shown
 
-    # Once the pool is idle, the bars show exactly the scheduler's figures.
+    # The bars show exactly the scheduler's figures. Workers may still be spilling, so if a
+    # heartbeat moves the figures before the page catches up, compare with a fresher snapshot.
     origin = cluster.dashboard_link.removesuffix("/dashboard/")
     headers = {"Authorization": f"Bearer {cluster.token}"}
-    async with aiohttp.ClientSession(headers=headers) as http, \
-            http.get(origin + "/api/v1/pool") as r:
-        snap = await r.json()
-    for w in snap["workers"]:
-        for part in ("managed", "spilled"):
-            await page.wait_for(
-                f"document.querySelector('tr[data-worker=\"{w['name']}\"] "
-                f"[data-part=\"{part}\"]').dataset.bytes === '{w['memory'][part]}'", timeout=10)
+    for attempt in range(5):
+        async with aiohttp.ClientSession(headers=headers) as http, \
+                http.get(origin + "/api/v1/pool") as r:
+            snap = await r.json()
+        matches = " && ".join(
+            f"document.querySelector('tr[data-worker=\"{w['name']}\"] "
+            f"[data-part=\"{part}\"]').dataset.bytes === '{w['memory'][part]}'"
+            for w in snap["workers"] for part in ("managed", "spilled"))
+        try:
+            await page.wait_for(matches, timeout=4)
+            break
+        except PageTimeout:
+            if attempt == 4:
+                raise
     await page.evaluate("document.querySelector('tr.worker').click()")
     why = await page.wait_for("document.querySelector('tr.detail .why')?.textContent")
     assert why
