@@ -6,7 +6,7 @@ Modules, from pure to I/O::
     builders/                                Secret, scheduler Pod+Service, worker Pods
     status, plan                             status derivation and the reconcile plan
     kube, scheduler_api                      the only modules that talk to a network
-    reconcile                                carries out one plan step for one pool
+    reconcile, scaledown                     carry out one plan step for one pool
     handlers, cli                            kopf registration and ``memkube operator``
 
 It talks to the runtime only over the scheduler's HTTP API and the worker/scheduler CLI.

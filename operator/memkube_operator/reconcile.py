@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
-from memkube.errors import CommError, MemkubeError, RetireError
+from memkube.errors import MemkubeError
 
 from . import naming
 from .builders import (
@@ -36,10 +36,11 @@ from .builders.worker import worker_resources
 from .kube import ApiError, KubeApi, core_path, pool_path
 from .observe import PodView, pod_view
 from .plan import Plan, plan
+from .scaledown import retire_surplus
 from .scheduler_api import EventReport, SchedulerClient
 from .settings import SCHEDULER_PORT, OperatorConfig
 from .spec import PoolSpec, SpecError, parse_pool
-from .status import Observation, derive_status, invalid_status
+from .status import Observation, condition, derive_status, invalid_status
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class Reconciler:
         if key in self._pending:
             return
         task = asyncio.create_task(self._poked(namespace, name))
+        task.add_done_callback(_log_crash)
         self._pending[key] = task
 
     async def _poked(self, namespace: str, name: str) -> None:
@@ -109,6 +111,9 @@ class Reconciler:
         except ApiError as exc:
             if exc.retryable:
                 raise kopf.TemporaryError(str(exc), delay=self.config.reconciling.retry_delay)
+            # Refused for good (admission, quota, RBAC): say so where users look; the resync
+            # timer tries again, so a raised quota or fixed policy heals the pool.
+            await self._refused(body, exc)
             raise kopf.PermanentError(str(exc)) from exc
 
     async def _reject(self, body: Mapping[str, Any], error: SpecError) -> None:
@@ -125,6 +130,28 @@ class Reconciler:
         )
         if not already:
             await self.api.post_event(body, reason="InvalidSpec", message=str(error), warning=True)
+
+    async def _refused(self, body: Mapping[str, Any], error: ApiError) -> None:
+        meta, status = body["metadata"], body.get("status") or {}
+        message = f"the API server refused: {error}"
+        old = list(status.get("conditions") or [])
+        if any(c.get("type") == "Degraded" and c.get("message") == message for c in old):
+            return  # already said
+        degraded = condition(
+            old,
+            "Degraded",
+            "True",
+            "ApiRefused",
+            message,
+            generation=int(meta.get("generation", 0) or 0),
+            now=_stamp(_now()),
+        )
+        conditions = [c for c in old if c.get("type") != "Degraded"] + [degraded]
+        await self.api.merge_patch(
+            pool_path(meta["namespace"], meta["name"], subresource="status"),
+            {"status": {"phase": "Degraded", "conditions": conditions}},
+        )
+        await self.api.post_event(body, reason="ApiRefused", message=message, warning=True)
 
     async def _converge(self, body: Mapping[str, Any]) -> None:
         pool = parse_pool(body)
@@ -236,49 +263,15 @@ class Reconciler:
             )
         if not step.retires:
             return None
-        try:
-            if not scheduler_ready:
-                raise CommError("the scheduler pod is not ready")
-            retired = await client.retire(names=step.retire_names, n=step.retire_count)
-        except (CommError, RetireError) as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            if self._force_due(body, pool):
-                await self._force_delete(body, pool, step, pods)
-                return None
-            return reason
-        for name in retired:
-            if name not in uids:
-                log.warning("scheduler retired %s, which is not a pod of %s", name, pool.name)
-                continue
-            await self.api.delete(core_path(pool.namespace, "pods", name), uid=uids[name])
-            await self.api.post_event(body, reason="Retired", message=f"retired worker {name}")
-        return None
-
-    def _force_due(self, body: Mapping[str, Any], pool: PoolSpec) -> bool:
-        force_after = pool.force_after_seconds
-        if force_after is None:
-            force_after_f = self.config.reconciling.force_scale_down_after
-        else:
-            force_after_f = float(force_after)
-        waiting = ((body.get("status") or {}).get("scaleDown") or {}).get("waitingSince")
-        if force_after_f is None or waiting is None:
-            return False
-        since = datetime.datetime.fromisoformat(str(waiting))
-        return (_now() - since).total_seconds() >= force_after_f
-
-    async def _force_delete(
-        self, body: Mapping[str, Any], pool: PoolSpec, step: Plan, pods: list[dict[str, Any]]
-    ) -> None:
-        views = sorted((pod_view(p) for p in pods), key=lambda v: v.created, reverse=True)
-        chosen = list(step.retire_names)
-        chosen += [v.name for v in views if v.name not in chosen][: step.retire_count]
-        for name in chosen:
-            await self.api.delete(core_path(pool.namespace, "pods", name))
-        await self.api.post_event(
+        return await retire_surplus(
+            self.api,
+            client,
             body,
-            reason="ForcedScaleDown",
-            message=f"scheduler unreachable past the force timeout; deleted {', '.join(chosen)}",
-            warning=True,
+            pool,
+            step,
+            pods,
+            scheduler_ready=scheduler_ready,
+            force_default=self.config.reconciling.force_scale_down_after,
         )
 
     async def _write_status(
@@ -347,6 +340,12 @@ class Reconciler:
             await client.report(EventReport(kind="oom-kill", worker=pod, message=message))
         except MemkubeError as exc:
             log.info("could not report the OOM kill of %s to the scheduler: %s", pod, exc)
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    """Surface a bug in a pass started by a pod event (its errors are handled inside)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("pass crashed", exc_info=task.exception())
 
 
 def _already(previous: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:

@@ -116,3 +116,38 @@ async def test_a_lost_create_answer_leaves_no_duplicate_behind(api: ApiDouble) -
 async def test_a_conflict_on_create_is_resolved_by_reading_back(api: ApiDouble) -> None:
     await run_pool(api, first(1, 409, after=True, method="POST", suffix="/secrets"))
     assert api.get_object("", "v1", "secrets", NS, "demo-token") is not None
+
+
+async def test_a_refused_create_is_a_condition_and_heals_on_resync(api: ApiDouble) -> None:
+    refusing = [True]
+
+    def rule(request: web.Request) -> tuple[int, bool] | None:
+        if refusing[0] and request.method == "POST" and request.path.endswith("/pods"):
+            return 403, False  # as for an exceeded ResourceQuota
+        return None
+
+    proxy = FaultProxy(api.url, rule)
+    await proxy.start()
+    try:
+        async with operator_via(proxy):
+            api.create_object(
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "WorkerPool",
+                    "metadata": {"name": "demo", "namespace": NS},
+                    "spec": {"replicas": 2},
+                }
+            )
+            await until(
+                api, lambda: condition(api, "demo", "Degraded").get("reason") == "ApiRefused"
+            )
+            assert "403" in condition(api, "demo", "Degraded")["message"]
+            await until(api, lambda: len(refused_events(api)) == 1)
+            refusing[0] = False  # quota raised: the resync timer finishes the pool
+            await until(api, lambda: len(live(api)) == 2, timeout=20)
+    finally:
+        await proxy.stop()
+
+
+def refused_events(api: ApiDouble) -> list[dict[str, object]]:
+    return [e for e in api.objects("", "v1", "events", NS) if e["reason"] == "ApiRefused"]

@@ -122,3 +122,15 @@ def test_pod_view_reads_readiness_oom_and_hash() -> None:
         True,
     )
     assert pod_view({"metadata": {"name": "fresh"}}).started is False
+
+
+def test_force_is_due_only_when_configured_and_waited_long_enough() -> None:
+    import datetime
+
+    from memkube_operator.scaledown import force_due
+
+    now = datetime.datetime(2026, 1, 1, 0, 10, tzinfo=datetime.UTC)
+    assert not force_due("2026-01-01T00:00:00Z", None, now)
+    assert not force_due(None, 60, now)
+    assert force_due("2026-01-01T00:00:00Z", 600, now)
+    assert not force_due("2026-01-01T00:00:01Z", 600, now)
