@@ -71,7 +71,7 @@ def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
 
 def _auth_headers(info: kopf.ConnectionInfo) -> dict[str, str]:
     if info.token:
-        return {"Authorization": f"Bearer {info.token}"}
+        return {"Authorization": f"{info.scheme or 'Bearer'} {info.token}"}
     if info.username and info.password:
         pair = base64.b64encode(f"{info.username}:{info.password}".encode()).decode()
         return {"Authorization": f"Basic {pair}"}
