@@ -151,3 +151,25 @@ async def test_a_refused_create_is_a_condition_and_heals_on_resync(api: ApiDoubl
 
 def refused_events(api: ApiDouble) -> list[dict[str, object]]:
     return [e for e in api.objects("", "v1", "events", NS) if e["reason"] == "ApiRefused"]
+
+
+async def test_the_api_client_logs_in_again_after_a_401(api: ApiDouble) -> None:
+    from memkube_operator.kube import KubeApi, core_path
+
+    logins: list[int] = []
+
+    def login() -> kopf.ConnectionInfo:
+        logins.append(1)
+        return kopf.ConnectionInfo(server=proxy.url, scheme="Bearer", token=f"t{len(logins)}")
+
+    proxy = FaultProxy(api.url, first(1, 401, after=False, method="GET", suffix="/default"))
+    await proxy.start()
+    client = KubeApi(login)
+    try:
+        namespace = await client.get("/api/v1/namespaces/default")
+        assert namespace is not None and namespace["metadata"]["name"] == "default"
+        assert len(logins) == 2
+        assert await client.get(core_path(NS, "pods", "absent")) is None
+    finally:
+        await client.close()
+        await proxy.stop()
