@@ -271,3 +271,26 @@ async def test_immutable_fields_of_builtins(http: Http) -> None:
     assert status == 422
     status, _ = await http.patch(f"{CM}/frozen", {"metadata": {"labels": {"x": "y"}}})
     assert status == 200
+
+
+async def test_pod_rules_beyond_the_schema(http: Http) -> None:
+    pods = "/api/v1/namespaces/default/pods"
+
+    def pod(**container: object) -> dict[str, object]:
+        return {"metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "c", "image": "i:1", **container}]}}
+
+    status, body = await http.post(pods, pod(resources={"limits": {"memory": "4GB"}}))
+    assert status == 400 and "quantities must match the regular expression" in body["message"]
+    status, body = await http.post(pods, pod(resources={
+        "requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}))
+    assert status == 422
+    assert body["details"]["causes"][0]["field"] == "spec.containers[0].resources.requests"
+    assert "must be less than or equal to memory limit of 1Gi" in body["message"]
+    status, body = await http.post(pods, pod(image=""))
+    assert status == 422
+    assert body["details"]["causes"][0]["field"] == "spec.containers[0].image"
+    status, _ = await http.post(pods, pod(resources={
+        "requests": {"memory": "1024Mi", "cpu": "500m"},
+        "limits": {"memory": "1Gi", "cpu": "0.5"}}))
+    assert status == 201  # equal values in different units are fine

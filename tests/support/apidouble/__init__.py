@@ -92,6 +92,8 @@ Semantics, after the Kubernetes API conventions:
   ``kubernetes-validate``: unknown fields dropped (400 with ``fieldValidation=Strict``),
   wrong types or missing required fields 422. Every kind gets ObjectMeta checks: label
   keys/values (63 characters), annotation keys, ownerReferences fields, one controller.
+  Pods (and deployment templates): containers with unique names and images, ports in range,
+  quantities that parse (``4GB`` is a 400, as on a server) and requests <= limits (422).
   Updates may not change immutable fields: pod specs (but images, tolerations added, the
   first nodeName), deployment selectors, service clusterIPs, PVC specs, ``immutable``
   ConfigMaps/Secrets.

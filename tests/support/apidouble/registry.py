@@ -17,7 +17,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from . import events, lifecycle
+from . import events, lifecycle, podrules
 from .builtin_schema import schema_causes, unknown_fields
 from .builtins import apply_builtin_defaults, name_causes, tracks_generation
 from .crds import crd_causes, crd_status, crd_types
@@ -342,6 +342,11 @@ class Registry:
                 raise bad_request(_strict_message(rt, unknown))
             apply_builtin_defaults(rt, new, old)
             causes = schema_causes(new)
+            try:
+                causes += podrules.kind_causes(new)
+            except podrules.QuantityError as exc:
+                raise bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled as '
+                                  f'a {rt.kind}: {exc}') from exc
             if old is not None:
                 causes += update_causes(rt, old, new)
             if rt.key == CRD_GROUP_RESOURCE:
