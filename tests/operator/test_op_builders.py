@@ -19,7 +19,8 @@ MEDIA = ["Disk", "Memory", "PersistentVolume", "None"]
 
 def _container(pod: Any) -> dict[str, Any]:
     (container,) = pod["spec"]["containers"]
-    return container
+    found: dict[str, Any] = container
+    return found
 
 
 def _flags(pod: Any) -> dict[str, str]:

@@ -8,6 +8,7 @@ from typing import Any
 import celpy
 import jsonschema
 import pytest
+from celpy.adapter import json_to_cel
 from kubernetes_validate import validate
 from memkube_operator.crd import apply_defaults, load_crd, schema
 from opcases import pool_body
@@ -138,7 +139,7 @@ def _rules(path: str) -> list[dict[str, Any]]:
 
 def _cel(rule: str, value: Any) -> bool:
     env = celpy.Environment()
-    return bool(env.program(env.compile(rule)).evaluate({"self": celpy.json_to_cel(value)}))
+    return bool(env.program(env.compile(rule)).evaluate({"self": json_to_cel(value)}))
 
 
 @pytest.mark.parametrize(
