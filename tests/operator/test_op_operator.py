@@ -94,6 +94,7 @@ async def test_pods_deleted_by_hand_come_back(api: ApiDouble, operator: Reconcil
     api.delete_object("", "v1", "pods", NS, victim)
     await until(api, lambda: len(live(api)) == 3 and victim not in live(api))
     scheduler = api.get_object("", "v1", "pods", NS, "demo-scheduler")
+    assert scheduler is not None
     api.delete_object("", "v1", "pods", NS, "demo-scheduler")
     await until(
         api,
