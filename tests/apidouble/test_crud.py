@@ -294,3 +294,8 @@ async def test_pod_rules_beyond_the_schema(http: Http) -> None:
         "requests": {"memory": "1024Mi", "cpu": "500m"},
         "limits": {"memory": "1Gi", "cpu": "0.5"}}))
     assert status == 201  # equal values in different units are fine
+    bad_volume = pod()
+    bad_volume["metadata"] = {"name": "v"}
+    bad_volume["spec"]["volumes"] = [{"name": "spill", "emptyDir": {"sizeLimit": "20 Gi"}}]
+    status, _ = await http.post(pods, bad_volume)
+    assert status == 400
