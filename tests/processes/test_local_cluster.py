@@ -165,3 +165,18 @@ def test_memkube_local_runs_and_stops_cleanly() -> None:
         assert c.submit(pow, 2, 10).result(timeout=30) == 1024
     proc.send_signal(signal.SIGINT)
     assert proc.wait(20) == 0
+
+
+def hog(_: int) -> bytes:
+    return bytes(400 * 2**20)  # 400 MiB in a 256 MiB worker
+
+
+def test_task_that_takes_down_workers_fails_after_bounded_tries() -> None:
+    with LocalCluster(n_workers=2, memory_limit="256MiB", log_level="CRITICAL") as cluster, \
+            Client(cluster) as client:
+        with pytest.raises(memkube.KilledWorkerError, match="workers that died"):
+            client.submit(hog, 1).result(timeout=120)
+        assert client.submit(sum, [1, 2]).result(timeout=60) == 3  # the pool recovered
+        restarts = cluster.scheduler.state.restarts_by_name
+        assert sum(restarts.values()) >= 2  # the workers restarted themselves, in time
+        assert all(wp.proc.returncode is None for wp in cluster.workers.values())

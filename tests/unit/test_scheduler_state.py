@@ -259,14 +259,30 @@ def test_cancel_notifies_every_holder(s: SchedulerState) -> None:
     assert "x" not in s.tasks
 
 
-def test_missing_dependency_reruns_task_after_recompute(s: SchedulerState) -> None:
-    s.update_graph("c1", [spec("x"), spec("y", ("x",))], ["y"])
-    finish(s, "x")
-    holder = next(iter(s.tasks["x"].who_has))
-    runner = s.tasks["y"].processing_on
-    s.missing_data(runner.address, "y", "x", [holder.address])
-    assert s.tasks["x"].state in ("processing", "queued")
+def test_missing_dependency_retries_then_recomputes(s: SchedulerState) -> None:
+    s.update_graph("c1", [spec("x"), spec("z")], [])
+    s.update_graph("c1", [spec("y", ("x", "z"))], ["y"])
+    x_on, z_on = s.tasks["x"].processing_on, s.tasks["z"].processing_on
+    assert x_on is not z_on
+    s.task_finished(x_on.address, "x", 10, "int")
+    s.task_finished(z_on.address, "z", 1000, "int")
+    assert s.tasks["y"].processing_on is z_on  # placed with its big input; fetches x
+    for attempt in range(3):
+        s.missing_data(z_on.address, "y", "x", [x_on.address])
+        if attempt < 2:  # a live peer's miss may be transient: y retries, x is kept
+            assert s.tasks["x"].state == "memory"
+            assert s.tasks["y"].processing_on is z_on
+    assert s.tasks["x"].state in ("processing", "queued")  # given up after 3 misses
     finish(s, "x")
     assert s.tasks["x"].runs == 2
     finish(s, "y")
     assert s.tasks["y"].state == "memory"
+
+
+def test_worker_missing_its_own_input_is_believed_at_once(s: SchedulerState) -> None:
+    s.update_graph("c1", [spec("x"), spec("y", ("x",))], ["y"])
+    finish(s, "x")
+    runner = s.tasks["y"].processing_on
+    assert runner in s.tasks["x"].who_has  # y was placed with its input
+    s.missing_data(runner.address, "y", "x", [runner.address])
+    assert s.tasks["x"].state in ("processing", "queued")

@@ -126,6 +126,24 @@ class Client:
         else:
             loop.call_soon_threadsafe(callback, *args)
 
+    def _on_loop_wait(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run ``callback`` in the event loop and wait for it (at once when already there)."""
+        if self._loop_thread is None or not self._loop_thread.alive:
+            self._loop_call(callback, *args)
+            return
+
+        async def run() -> None:
+            callback(*args)
+
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            callback(*args)
+        else:
+            self._loop_thread.run(run())
+
     def __await__(self) -> Any:
         return self._start().__await__()
 
@@ -172,12 +190,41 @@ class Client:
                 for msg in ops:
                     self._handle(msg)
         finally:
-            if self.status == "running":
-                log.warning("lost the connection to the scheduler %s", self.address)
-                self.status = "disconnected"
             for fut in self._replies.values():
                 if not fut.done():
                     fut.set_exception(CommError("connection to the scheduler lost"))
+            self._replies.clear()
+            if self.status == "running":
+                log.warning("lost the connection to the scheduler %s; reconnecting",
+                            self.address)
+                self.status = "reconnecting"
+                asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        """Reconnect with the same id within ``timeout``: the scheduler keeps our futures
+        for its grace period and repeats what we missed; else fail what is pending."""
+        assert self._session is not None
+        if self._comm is not None:
+            await self._comm.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while self.status == "reconnecting" and loop.time() < deadline:
+            try:
+                ws = await self._session.ws_connect(self.address.ws + "/ws/client",
+                                                    max_msg_size=MAX_FRAME)
+            except (aiohttp.ClientError, OSError):
+                await asyncio.sleep(0.2)
+                continue
+            self._ws = ws
+            self._comm = BatchedSend(ws.send_bytes)
+            self._comm.start()
+            self._comm.send({"op": "register-client", "client": self.id})
+            self.status = "running"
+            self._listener = loop.create_task(self._listen(ws))
+            log.info("reconnected to the scheduler %s", self.address)
+            return
+        if self.status == "reconnecting":
+            self.status = "disconnected"
             for state in list(self._states.values()):
                 if not state.done():
                     state.cancel("connection to the scheduler lost")
@@ -245,6 +292,8 @@ class Client:
 
     def _new_future(self, key: str) -> Future:
         fut = Future(key, self)
+        if fut._state.status == CANCELLED:  # submitted again after a cancel or a release
+            self._on_loop_wait(fut._state.reset)
         for scope in self._scopes:
             scope.append(fut)
         return fut
@@ -339,48 +388,29 @@ class Client:
         return [values[f.key] for f in futures if f.key in values or errors == "raise"]
 
     async def _fetch(self, keys: list[str]) -> dict[str, Any]:
+        """Values of keys in memory, through the scheduler (which waits out recoveries)."""
         assert self._session is not None
         url = self.address.http + "/api/v1/gather"
-        for attempt in range(3):
-            try:
-                async with self._session.post(url, data=msgpack.packb({"keys": keys})) as resp:
-                    if resp.status == 401:
-                        raise AuthenticationError("scheduler rejected the token")
-                    resp.raise_for_status()
-                    payload = await resp.read()
-            except aiohttp.ClientError as exc:
-                raise CommError(f"gather from {self.address} failed: {exc}") from exc
-            items, missing, errs = serialize.unpack_bundle(payload)
-            if errs:
-                key, why = next(iter(errs.items()))
-                raise TaskError(f"the result of {key!r} cannot be serialized: {why}")
-            loop = asyncio.get_running_loop()
-            values = await loop.run_in_executor(None, _loads_all, items)
-            if not missing:
-                return values
-            # Lost between "in memory" and the fetch: wait for recovery and ask again.
-            await asyncio.sleep(0.2 * (attempt + 1))
-            rest = await self._fetch_after_recovery(missing)
-            values.update(rest)
-            return values
-        raise DataLostError(f"could not fetch {keys[:3]}")
-
-    async def _fetch_after_recovery(self, keys: list[str]) -> dict[str, Any]:
-        for key in keys:
+        try:
+            async with self._session.post(url, data=msgpack.packb({"keys": keys})) as resp:
+                if resp.status == 401:
+                    raise AuthenticationError("scheduler rejected the token")
+                resp.raise_for_status()
+                payload = await resp.read()
+        except aiohttp.ClientError as exc:
+            raise CommError(f"gather from {self.address} failed: {exc}") from exc
+        items, missing, errs = serialize.unpack_bundle(payload)
+        if errs:
+            key, why = next(iter(errs.items()))
+            raise TaskError(f"the result of {key!r} cannot be serialized: {why}")
+        for key in missing:
             state = self._states.get(key)
-            if state is not None:
-                await state.wait()
-                if state.status != FINISHED:
-                    assert state.exception is not None
-                    raise state.exception
-        items_url = self.address.http + "/api/v1/gather"
-        assert self._session is not None
-        async with self._session.post(items_url, data=msgpack.packb({"keys": keys})) as resp:
-            resp.raise_for_status()
-            items, missing, _ = serialize.unpack_bundle(await resp.read())
+            if state is not None and state.status == ERROR and state.exception is not None:
+                raise state.exception
         if missing:
             raise DataLostError(f"keys {missing[:3]} are in no worker's memory")
-        return _loads_all(items)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, _loads_all, items)
 
     def scatter(self, data: Any, *, hash: bool = True) -> Any:  # noqa: A002 - Dask's name
         """Upload values to the pool; returns futures in the same structure (list/dict/one)."""
@@ -475,12 +505,15 @@ class Client:
         self._force_release([f.key for f in found], "unpersisted")
 
     def _force_release(self, keys: list[str], reason: str) -> None:
-        for key in keys:
-            self._persisted.pop(key, None)
-            state = self._states.get(key)
-            if state is not None:
-                self._loop_call(state.cancel, reason)
-        self._loop_call(self._send_now, {"op": "release-keys", "keys": keys})
+        def release() -> None:
+            for key in keys:
+                self._persisted.pop(key, None)
+                state = self._states.get(key)
+                if state is not None:
+                    state.cancel(reason)
+            self._send_now({"op": "release-keys", "keys": keys})
+
+        self._on_loop_wait(release)
 
     @contextlib.contextmanager
     def scope(self) -> Iterator[None]:
@@ -572,7 +605,8 @@ class Client:
         if self._ws is not None:
             await self._ws.close()
         if self._listener is not None:
-            await asyncio.gather(self._listener, return_exceptions=True)
+            listener = self._listener
+            await asyncio.gather(listener, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
         if self._owns_cluster and self._cluster is not None:

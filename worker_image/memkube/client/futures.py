@@ -70,8 +70,8 @@ class FutureState:
             self._done()
 
     def reset(self) -> None:
-        """The key is being recomputed (its data was lost)."""
-        self.status = PENDING
+        """The key is submitted again (after a cancel or a forced release)."""
+        self.status, self.exception, self.reason = PENDING, None, ""
         if self._event is not None:
             self._event.clear()
 

@@ -50,6 +50,7 @@ class TaskState:
     suspicious: int = 0  # times a worker died while running it
     runs: int = 0  # times it was computed to completion (recomputations are runs > 1)
     replicas_wanted: int = 1  # raised by client.replicate(n=)
+    fetch_failures: int = 0  # peers failing to serve it (see SchedulerState.missing_data)
 
     @property
     def scattered(self) -> bool:

@@ -84,8 +84,7 @@ def drop_surplus_replicas(state: SchedulerState, ws: WorkerState) -> list[str]:
             continue
         if any(d.processing_on is ws for d in ts.dependents):
             continue
-        ts.who_has.discard(ws)
-        ws.has_what.discard(ts)
+        state.remove_replica(ts, ws)
         dropped.append(ts.key)
         excess -= ts.nbytes
     if dropped:

@@ -275,9 +275,9 @@ class Scheduler:
         elif op == "lost-keys":
             st.lost_keys(address, [str(k) for k in msg["keys"]])
         elif op == "missing-data":
-            st.missing_data(address, msg["key"], msg["dep"], [str(msg["worker"])])
+            st.missing_data(address, msg["key"], msg["dep"], str(msg["worker"]).split(","))
         elif op == "worker-status":
-            st.worker_status(address, msg["status"])
+            st.worker_status(address, msg["status"], str(msg.get("reason", "")))
         elif op == "memory-restart":
             st.memory_restart(address, msg["reason"])
         elif op == "reschedule":
@@ -430,10 +430,44 @@ class Scheduler:
     # ------------------------------------------------------------------ data proxy
 
     async def fetch_from_workers(
-        self, keys: list[str]
+        self, keys: list[str], recovery_timeout: float = 600.0
     ) -> tuple[dict[str, list[memoryview]], list[str], dict[str, str]]:
-        """Fetch keys from their holders, batched per worker, trying other holders on failure."""
-        assert self._session is not None
+        """Fetch keys from their holders, batched per worker, trying other holders on failure.
+
+        A key whose copies are lost meanwhile is waited for while the pool recomputes it
+        (up to ``recovery_timeout``), so a gather during recovery still succeeds.
+        """
+        items: dict[str, list[memoryview]] = {}
+        errors: dict[str, str] = {}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + recovery_timeout
+        remaining = list(dict.fromkeys(keys))
+        while remaining:
+            got, errs = await self._fetch_round(remaining)
+            items.update(got)
+            errors.update(errs)
+            remaining = [k for k in remaining if k not in items and k not in errors]
+            waitable = [k for k in remaining
+                        if k in self.state.tasks and self.state.tasks[k].state != "erred"]
+            if not waitable or loop.time() > deadline:
+                break
+            settled = [self._settle_future(k) for k in waitable]
+            # Wait for a recomputation to land, or a little while for the scheduler to
+            # notice a dead holder (its connection drop) before trying again.
+            await asyncio.wait(settled, timeout=min(2.0, max(0.0, deadline - loop.time())),
+                               return_when=asyncio.FIRST_COMPLETED)
+        missing = [k for k in keys if k not in items and k not in errors]
+        return items, missing, errors
+
+    def _settle_future(self, key: str) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.state.settle_callbacks[key].append(
+            lambda: fut.done() or fut.set_result(None))
+        return fut
+
+    async def _fetch_round(self, keys: list[str]) -> tuple[
+            dict[str, list[memoryview]], dict[str, str]]:
+        """One pass: every key tried at each of its current holders at most once."""
         items: dict[str, list[memoryview]] = {}
         errors: dict[str, str] = {}
         pending = set(keys)
@@ -457,8 +491,7 @@ class Scheduler:
                 items.update(got)
                 errors.update(errs)
                 pending -= got.keys() | errs.keys()
-        missing = [k for k in keys if k not in items and k not in errors]
-        return items, missing, errors
+        return items, errors
 
     async def _fetch_batch(self, address: str, keys: list[str]) -> tuple[
             dict[str, list[memoryview]], list[str], dict[str, str]]:

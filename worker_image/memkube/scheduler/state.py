@@ -72,6 +72,12 @@ class SchedulerState:
         self._outbox_clients: dict[str, list[Message]] = defaultdict(list)
         self.retirements: list[Any] = []  # active retire.Retirement objects
         self.avg_task_seconds = 0.005
+        self.restarts_by_name: dict[str, int] = defaultdict(int)  # memory restarts
+        # Callbacks run once when a key next settles (in memory, erred or forgotten); the
+        # shell uses them to wait for recomputations, e.g. a gather during recovery.
+        self.settle_callbacks: dict[str, list[Any]] = defaultdict(list)
+        self.held_bytes = 0  # bytes of results on workers, replicas included
+        self.peak_held_bytes = 0
 
     # ------------------------------------------------------------------ outbox
 
@@ -100,8 +106,15 @@ class SchedulerState:
         cs = self.clients.get(client_id)
         if cs is None:
             self.clients[client_id] = ClientState(client_id)
-        else:
+        elif not cs.connected:
+            # Reconnected within the grace period: repeat what it may have missed.
             cs.connected = True
+            for ts in cs.wants:
+                if ts.state == MEMORY:
+                    self.to_clients([client_id], {"op": "key-in-memory", "key": ts.key,
+                                                  "type": ts.type})
+                elif ts.state == ERRED:
+                    self._report_erred(ts, [client_id])
 
     def remove_client(self, client_id: str) -> None:
         """The client is gone for good: release everything it held."""
@@ -198,13 +211,14 @@ class SchedulerState:
             for address in info.get("workers", ()):
                 ws = self.workers.get(address)
                 if ws is not None:
-                    self._add_replica(ts, ws)
+                    self.add_replica(ts, ws)
             if not ts.who_has:
                 self._fail(ts, DataLostError(f"scattered key {key!r} reached no worker"))
             else:
                 ts.nbytes = int(info.get("nbytes", 0))
                 ts.type = str(info.get("type", ""))
                 ts.state = MEMORY
+                self._settled(ts)
         self.client_wants(client_id, keys)
 
     def replicate(self, keys: Iterable[str], n: int) -> None:
@@ -221,10 +235,9 @@ class SchedulerState:
         pid: int = 0, keys: dict[str, int] | None = None, memory: dict[str, Any] | None = None,
     ) -> WorkerState:
         old = next((w for w in self.workers.values() if w.name == name), None)
-        restarts = 0
         if old is not None:
-            restarts = old.memory_restarts
             self.remove_worker(old.address, reason="replaced by a worker of the same name")
+        restarts = self.restarts_by_name.get(name, 0)
         ws = WorkerState(address, name, max(1, nthreads), host=host, node=node, pid=pid,
                          memory=dict(memory or {}), last_seen=self.clock(),
                          memory_restarts=restarts)
@@ -235,7 +248,7 @@ class SchedulerState:
             ts = self.tasks.get(key)
             if ts is not None and ts.state == MEMORY:
                 ts.nbytes = nbytes or ts.nbytes
-                self._add_replica(ts, ws)
+                self.add_replica(ts, ws)
             else:
                 stale.append(key)
         if stale:
@@ -270,7 +283,7 @@ class SchedulerState:
                 if self._needed(ts):
                     self._ensure_computed(ts)
         for ts in list(ws.has_what):
-            self._remove_replica(ts, ws)
+            self.remove_replica(ts, ws)
             if ts.state == MEMORY and not ts.who_has:
                 self._key_lost(ts)
             elif ts.state == MEMORY:
@@ -292,13 +305,13 @@ class SchedulerState:
         if self.underreplicated:
             self.retry_replication()
 
-    def worker_status(self, address: str, status: str) -> None:
+    def worker_status(self, address: str, status: str, reason: str = "") -> None:
         ws = self.workers.get(address)
         if ws is None or ws.status == RETIRING:
             return
         if status in ("paused", RUNNING) and status != ws.status:
             ws.status = status
-            self.log_event("pause" if status == "paused" else "resume", ws.name)
+            self.log_event("pause" if status == "paused" else "resume", ws.name, reason)
             if status == RUNNING:
                 self._fill_workers()
 
@@ -306,6 +319,7 @@ class SchedulerState:
         ws = self.workers.get(address)
         if ws is not None:
             ws.memory_restarts += 1
+            self.restarts_by_name[ws.name] += 1
             self.log_event("memory-restart", ws.name, reason)
 
     def stale_workers(self, timeout: float) -> list[str]:
@@ -335,8 +349,9 @@ class SchedulerState:
             ts.state = MEMORY
             ts.runs += 1
         ts.nbytes, ts.type = nbytes, type_
-        self._add_replica(ts, ws)
+        self.add_replica(ts, ws)
         self.to_clients(ts.who_wants, {"op": "key-in-memory", "key": key, "type": type_})
+        self._settled(ts)
         for dep in list(ts.dependents):
             if ts in dep.waiting_on:
                 dep.waiting_on.discard(ts)
@@ -363,6 +378,7 @@ class SchedulerState:
         ts.state = ERRED
         ts.exception, ts.traceback, ts.exception_text = exception, traceback, text
         self._report_erred(ts, ts.who_wants)
+        self._settled(ts)
         self._propagate_error(ts)
         for dep in list(ts.dependencies):
             dep.waiters.discard(ts)
@@ -384,7 +400,7 @@ class SchedulerState:
                 continue
             ts.replicating_to.discard(ws)
             ts.nbytes = ts.nbytes or nbytes
-            self._add_replica(ts, ws)
+            self.add_replica(ts, ws)
         if stale:
             self.to_worker(ws, {"op": "free-keys", "keys": stale})
         progress_retirements(self)
@@ -400,24 +416,31 @@ class SchedulerState:
                 continue
             ts.replicating_to.discard(ws)
             if ws in ts.who_has:
-                self._remove_replica(ts, ws)
+                self.remove_replica(ts, ws)
                 if ts.state == MEMORY and not ts.who_has:
                     self._key_lost(ts)
             self._check_replication(ts)
 
     def missing_data(self, address: str, key: str, dep_key: str, holders: list[str]) -> None:
-        """A worker could fetch ``dep_key`` for ``key`` from none of ``holders``."""
+        """A worker could get ``dep_key`` for ``key`` from none of ``holders``.
+
+        The reporting worker itself lacking it is certain; a live peer failing to serve it
+        may be transient (busy, paused), so its copy is given up only after repeated misses.
+        """
         ws = self.workers.get(address)
         ts, dep = self.tasks.get(key), self.tasks.get(dep_key)
         if ws is None or ts is None or ts.processing_on is not ws:
             return
         if dep is not None:
+            dep.fetch_failures += 1
             for holder_address in holders:
                 holder = self.workers.get(holder_address)
-                if holder is not None and holder in dep.who_has:
-                    self._remove_replica(dep, holder)
-                    self.to_worker(holder, {"op": "free-keys", "keys": [dep_key]})
+                if holder is None or holder not in dep.who_has:
+                    continue
+                if holder is ws or dep.fetch_failures >= 3:
+                    self.remove_replica(dep, holder)
             if dep.state == MEMORY and not dep.who_has:
+                dep.fetch_failures = 0
                 self._key_lost(dep)
         ws.processing.discard(ts)
         ts.processing_on = None
@@ -527,13 +550,22 @@ class SchedulerState:
                             "who_has": who_has, "priority": list(ts.priority),
                             "nbytes": {d.key: d.nbytes for d in ts.dependencies}})
 
-    def _add_replica(self, ts: TaskState, ws: WorkerState) -> None:
+    def add_replica(self, ts: TaskState, ws: WorkerState) -> None:
+        if ws not in ts.who_has:
+            self.held_bytes += ts.nbytes
+            self.peak_held_bytes = max(self.peak_held_bytes, self.held_bytes)
         ts.who_has.add(ws)
         ws.has_what.add(ts)
 
-    def _remove_replica(self, ts: TaskState, ws: WorkerState) -> None:
+    def remove_replica(self, ts: TaskState, ws: WorkerState) -> None:
+        if ws in ts.who_has:
+            self.held_bytes -= ts.nbytes
         ts.who_has.discard(ws)
         ws.has_what.discard(ts)
+
+    def _settled(self, ts: TaskState) -> None:
+        for callback in self.settle_callbacks.pop(ts.key, ()):
+            callback()
 
     def _key_lost(self, ts: TaskState) -> None:
         """The last copy of a key in memory is gone: recompute it if anyone needs it."""
@@ -561,7 +593,7 @@ class SchedulerState:
             ts.processing_on = None
         if ts.who_has:
             for ws in list(ts.who_has):
-                self._remove_replica(ts, ws)
+                self.remove_replica(ts, ws)
                 self.to_worker(ws, {"op": "free-keys", "keys": [ts.key]})
         self.unrunnable.discard(ts)
         self.underreplicated.discard(ts)
@@ -579,6 +611,7 @@ class SchedulerState:
         if self._needed(ts) or ts.dependents or ts.who_has or ts.state == PROCESSING:
             return
         self.tasks.pop(ts.key, None)
+        self._settled(ts)
         for dep in list(ts.dependencies):
             dep.dependents.discard(ts)
             if dep.state in (RELEASED, ERRED) and not self._needed(dep):
@@ -604,6 +637,7 @@ class SchedulerState:
         ts.state = ERRED
         self.unrunnable.discard(ts)
         self._report_erred(ts, ts.who_wants)
+        self._settled(ts)
         self._propagate_error(ts)
 
     def _propagate_error(self, ts: TaskState) -> None:

@@ -410,6 +410,10 @@ class Worker:
         start = time.perf_counter()
         try:
             values = {k: self.memory.data[k] for k in wt.who_has}
+        except KeyError as exc:  # an input vanished here (e.g. its spill file was corrupt)
+            return {"op": "missing-data", "key": wt.key, "dep": str(exc.args[0]),
+                    "worker": self.address}
+        try:
             result = execute(wt.run_spec, values)
         except BaseException as exc:  # noqa: BLE001 - any task failure goes to its future
             return _error_report(wt.key, exc)
@@ -437,13 +441,15 @@ class Worker:
 
     # ------------------------------------------------------------------ memory callbacks
 
-    async def _on_pause(self) -> None:
+    async def _on_pause(self, reason: str = "") -> None:
+        log.warning("paused: %s", reason)
         self._resumed.clear()
-        self._send({"op": "worker-status", "status": "paused"})
+        self._send({"op": "worker-status", "status": "paused", "reason": reason})
 
-    async def _on_resume(self) -> None:
+    async def _on_resume(self, reason: str = "") -> None:
+        log.info("resumed: %s", reason)
         self._resumed.set()
-        self._send({"op": "worker-status", "status": "running"})
+        self._send({"op": "worker-status", "status": "running", "reason": reason})
         self._start_ready()
 
     async def _on_terminate(self, reason: str) -> None:
@@ -451,7 +457,9 @@ class Worker:
         self._send({"op": "memory-restart", "reason": reason})
         if self._comm is not None:
             await self._comm.flush()
-        await self.close(exit_code=EXIT_MEMORY_RESTART)
+        # Close from a task of its own: this callback runs inside the memory monitor,
+        # which close() stops and awaits.
+        self._loop.create_task(self.close(exit_code=EXIT_MEMORY_RESTART))
 
     # ------------------------------------------------------------------ probes
 

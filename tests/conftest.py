@@ -1,0 +1,9 @@
+"""Suite-wide: worker processes that tests start unpickle test functions by reference, so
+they get the same import path as the tests (``tests/support``)."""
+
+import os
+from pathlib import Path
+
+_SUPPORT = str(Path(__file__).parent / "support")
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (_SUPPORT, os.environ.get("PYTHONPATH", "")) if p)
