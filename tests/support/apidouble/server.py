@@ -28,7 +28,8 @@ from .tables import to_table
 from .watch import Watch, WatchEvent
 
 logger = logging.getLogger(__name__)
-_NOT_FOUND = ApiError(404, "NotFound", "the server could not find the requested resource")
+def _no_such_path() -> ApiError:
+    return ApiError(404, "NotFound", "the server could not find the requested resource")
 
 
 class _Target:
@@ -110,10 +111,10 @@ class ApiServer:
                 return simple
         target = _parse(path)
         if target is None:
-            raise _NOT_FOUND
+            raise _no_such_path()
         rt = reg.resolve(target.group, target.version, target.plural)
         if target.namespace is not None and not rt.namespaced:
-            raise _NOT_FOUND
+            raise _no_such_path()
         namespace = target.namespace if rt.namespaced else ""
         record["apiGroup"], record["apiVersion"] = rt.group, rt.version
         record["resource"], record["subresource"] = rt.plural, target.subresource
@@ -144,13 +145,13 @@ class ApiServer:
         if path.startswith("/openapi/v3/"):
             return self._or_404(openapi.group_version_doc(types, path[len("/openapi/v3/"):]))
         if parts[0] == "openapi":
-            raise _NOT_FOUND
+            raise _no_such_path()
         return None
 
     @staticmethod
     def _or_404(doc: dict[str, Any] | None) -> web.Response:
         if doc is None:
-            raise _NOT_FOUND
+            raise _no_such_path()
         return _json(doc)
 
     async def _on_collection(self, request: web.Request, record: RequestRecord,
@@ -189,7 +190,7 @@ class ApiServer:
                          namespace: str, target: _Target) -> web.StreamResponse:
         reg, name, sub = self.registry, target.name, target.subresource
         if sub not in ("", "status", "scale") or (sub == "status" and not rt.has_status):
-            raise _NOT_FOUND
+            raise _no_such_path()
         method = request.method
         if method == "GET":
             record["verb"] = "get"
