@@ -205,3 +205,14 @@ async def test_defaults_added_to_a_crd_show_on_existing_objects(
     assert status == 200
     _, w = await http.get(f"{widgets}/w")
     assert w["spec"]["zone"] == "eu"
+
+
+def test_boolean_exclusive_bounds_of_openapi_3_0() -> None:
+    schema: dict[str, Any] = {"type": "object", "properties": {"spec": {
+        "type": "object", "properties": {
+            "f": {"type": "number", "minimum": 0, "exclusiveMinimum": True,
+                  "maximum": 1, "exclusiveMaximum": False}}}}}
+    assert validate(_cr({"f": 0.6}), schema) == []
+    assert validate(_cr({"f": 1}), schema) == []
+    [cause] = validate(_cr({"f": 0}), schema)
+    assert cause["field"] == "spec.f" and "greater than 0" in cause["message"]

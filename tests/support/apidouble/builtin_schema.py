@@ -55,20 +55,17 @@ def _path(parts: Any) -> str:
     return text
 
 
-def unknown_fields(obj: dict[str, Any], remove: bool = True) -> list[str]:
-    """Dotted paths of fields the kind does not define; removed from ``obj`` when asked."""
-    found = []
+def check(obj: dict[str, Any]) -> tuple[list[str], list[Cause]]:
+    """One validation pass: the unknown fields (removed from ``obj``, as decoding into the
+    Go type drops them) and the causes of a 422."""
+    unknown: list[str] = []
+    causes: list[Cause] = []
     for error in _errors(obj):
-        if error.validator != "additionalProperties" or not isinstance(error.instance, dict):
-            continue
-        known = set((error.schema.get("properties") or {}) if isinstance(error.schema, dict)
-                    else ())
-        for key in [k for k in error.instance if k not in known]:
-            found.append(_path([*error.absolute_path, key]))
-            if remove:
+        if error.validator != "additionalProperties":
+            causes.append(schema_error_cause(error))
+        elif isinstance(error.instance, dict) and isinstance(error.schema, dict):
+            known = set(error.schema.get("properties") or {})
+            for key in [k for k in error.instance if k not in known]:
+                unknown.append(_path([*error.absolute_path, key]))
                 del error.instance[key]
-    return sorted(found)
-
-
-def schema_causes(obj: dict[str, Any]) -> list[Cause]:
-    return [schema_error_cause(e) for e in _errors(obj) if e.validator != "additionalProperties"]
+    return sorted(unknown), causes

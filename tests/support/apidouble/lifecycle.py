@@ -73,7 +73,7 @@ def delete_collection(reg: Registry, rt: ResourceType, namespace: str | None, *,
     with reg.store.lock:
         for obj in reg.store.items(rt.key, namespace if rt.namespaced else None):
             meta = obj["metadata"]
-            if labels(meta.get("labels") or {}) and fields(reg.present(rt, obj)):
+            if labels(meta.get("labels") or {}) and fields(reg.view(rt, obj)):
                 try:
                     deleted.append(delete(reg, rt, meta.get("namespace", ""), meta["name"],
                                           propagation=propagation, dry_run=dry_run))

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import events, lifecycle, podrules
-from .builtin_schema import schema_causes, unknown_fields
+from .builtin_schema import check as builtin_check
 from .builtins import apply_builtin_defaults, name_causes, tracks_generation
 from .crds import crd_causes, crd_status, crd_types
 from .errors import (
@@ -104,14 +104,24 @@ class Registry:
 
     # --- reads ----------------------------------------------------------------------------
 
-    def present(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
-        """An object as seen through ``rt``'s version (versions differ only in apiVersion)."""
-        shown = copy.deepcopy(obj)
+    def view(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+        """A read-only view of a stored object through ``rt`` (shares structure with it):
+        for matching selectors without copying every object."""
+        shown = obj
         if rt.custom and rt.schema is not None:
             # Defaults apply on read too: a default added to a CRD shows on old objects.
             shown = apply_defaults(shown, rt.schema)
         if rt.group == events.GROUP:
             shown = events.from_core(shown, rt.api_version)
+        return shown
+
+    def present(self, rt: ResourceType, obj: dict[str, Any],
+                fresh: bool = False) -> dict[str, Any]:
+        """An object as seen through ``rt``'s version (versions differ only in apiVersion);
+        ``fresh`` says ``obj`` is already a private copy that may be handed out."""
+        shown = self.view(rt, obj)
+        if not fresh:
+            shown = copy.deepcopy(shown)
         shown["apiVersion"], shown["kind"] = rt.api_version, rt.kind
         return shown
 
@@ -128,24 +138,23 @@ class Registry:
              field_selector: str = "", limit: int = 0, continue_: str = "") -> dict[str, Any]:
         labels = label_matcher(label_selector)
         fields = field_matcher(field_selector, rt.selectable_fields, rt.kind)
-        with self.store.lock:
-            rv = self.store.resource_version
-            items = self.store.items(rt.key, namespace if rt.namespaced else None)
-        start_after, list_rv = decode_continue(continue_) if continue_ else (None, rv)
+        start_after, list_rv = decode_continue(continue_) if continue_ else (None, None)
         chosen: list[dict[str, Any]] = []
         more = ""
-        for obj in (self.present(rt, o) for o in items):
-            meta = obj["metadata"]
-            where = (meta.get("namespace", ""), meta["name"])
-            if start_after is not None and where <= start_after:
-                continue
-            if not (labels(meta.get("labels") or {}) and fields(obj)):
-                continue
-            if limit and len(chosen) == limit:
-                last = chosen[-1]["metadata"]
-                more = encode_continue((last.get("namespace", ""), last["name"]), list_rv)
-                break
-            chosen.append(obj)
+        with self.store.lock:
+            list_rv = list_rv or self.store.resource_version
+            for stored in self.store.live_items(rt.key, namespace if rt.namespaced else None):
+                meta = stored["metadata"]
+                where = (meta.get("namespace", ""), meta["name"])
+                if start_after is not None and where <= start_after:
+                    continue
+                if not (labels(meta.get("labels") or {}) and fields(self.view(rt, stored))):
+                    continue
+                if limit and len(chosen) == limit:
+                    last = chosen[-1]["metadata"]
+                    more = encode_continue((last.get("namespace", ""), last["name"]), list_rv)
+                    break
+                chosen.append(self.present(rt, stored))
         # Items of built-in lists carry no kind/apiVersion on the wire; custom ones do.
         shown = [o if rt.custom else _bare(o) for o in chosen]
         meta_out: dict[str, Any] = {"resourceVersion": str(list_rv)}
@@ -302,8 +311,8 @@ class Registry:
             stored = self.store.put(rt.key, new)
             if rt.key == CRD_GROUP_RESOURCE:
                 self._register_crd(stored)
-            lifecycle.check_owners(self, rt, copy.deepcopy(stored))
-            return self.present(rt, stored)
+            lifecycle.check_owners(self, rt, stored)  # stored is the store's copy for us
+            return self.present(rt, stored, fresh=True)
 
     def _apply_subresource_rules(self, rt: ResourceType, old: dict[str, Any] | None,
                                  new: dict[str, Any], subresource: str) -> dict[str, Any]:
@@ -337,11 +346,14 @@ class Registry:
                 raise bad_request(_strict_message(rt, unknown))
             causes = validate(new, rt.schema, old)
         else:
-            unknown = unknown_fields(new)
-            if strict and unknown:
-                raise bad_request(_strict_message(rt, unknown))
             apply_builtin_defaults(rt, new, old)
-            causes = schema_causes(new)
+            causes = []
+            # A write that changes only metadata or status (a kubelet report) skips the
+            # schema pass: the rest was checked when it was written.
+            if old is None or _spec_changed(rt, old, new, status_too=True):
+                unknown, causes = builtin_check(new)
+                if strict and unknown:
+                    raise bad_request(_strict_message(rt, unknown))
             try:
                 causes += podrules.kind_causes(new)
             except podrules.QuantityError as exc:
@@ -391,9 +403,10 @@ def _check_finalizers(rt: ResourceType, old: dict[str, Any], meta: dict[str, Any
                        "deleted, found new finalizers " + json.dumps(sorted(added))}])
 
 
-def _spec_changed(rt: ResourceType, old: dict[str, Any], new: dict[str, Any]) -> bool:
+def _spec_changed(rt: ResourceType, old: dict[str, Any], new: dict[str, Any],
+                  status_too: bool = False) -> bool:
     """Everything but metadata (and status, where status is a subresource) is 'spec'."""
-    skip = {"metadata", "status"} if rt.has_status else {"metadata"}
+    skip = {"metadata", "status"} if rt.has_status or status_too else {"metadata"}
     skip |= {"apiVersion", "kind"}
     return ({k: v for k, v in old.items() if k not in skip}
             != {k: v for k, v in new.items() if k not in skip})

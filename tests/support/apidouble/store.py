@@ -62,6 +62,12 @@ class Store:
                      if namespace is None or ns == namespace]
             return copy.deepcopy(found)
 
+    def live_items(self, key: Key, namespace: str | None = None) -> list[dict[str, Any]]:
+        """The stored objects themselves, in key order, for scans that copy only what they
+        keep: call with the lock held and never change what it returns."""
+        return [obj for (ns, _), obj in sorted(self._objects[key].items())
+                if namespace is None or ns == namespace]
+
     def keys(self) -> list[Key]:
         with self.lock:
             return [k for k, v in self._objects.items() if v]

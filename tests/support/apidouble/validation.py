@@ -40,6 +40,12 @@ def to_jsonschema(schema: Any) -> Any:
             continue  # int32/int64/quantity etc. are not jsonschema formats
         else:
             out[key] = to_jsonschema(value)
+    # OpenAPI 3.0 writes exclusive bounds as booleans next to minimum/maximum.
+    for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(schema.get(bound), bool):
+            del out[bound]
+            if schema[bound] and limit in schema:
+                out[bound] = out.pop(limit)
     if schema.get("x-kubernetes-int-or-string"):
         out.pop("type", None)
         out["anyOf"] = [{"type": "integer"}, {"type": "string"}]

@@ -39,7 +39,7 @@ class Watch:
     def _matches(self, stored: dict[str, Any] | None) -> bool:
         if stored is None:
             return False
-        obj = self._reg.present(self._rt, stored)  # selectors see this API's field names
+        obj = self._reg.view(self._rt, stored)  # selectors see this API's field names
         meta = obj["metadata"]
         if self._namespace is not None and meta.get("namespace") != self._namespace:
             return False
