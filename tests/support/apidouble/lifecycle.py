@@ -158,9 +158,8 @@ def _cascade(reg: Registry, rt: ResourceType, obj: dict[str, Any], propagation: 
             _delete_stored(reg, key, dep, "Background")
     if rt.key == NAMESPACES:
         ns = obj["metadata"]["name"]
-        for key, item in list(reg.store.all_objects()):
-            if item["metadata"].get("namespace") == ns:
-                _delete_stored(reg, key, item, "Background")
+        for key, item in reg.store.all_objects(lambda o: o["metadata"].get("namespace") == ns):
+            _delete_stored(reg, key, item, "Background")
     if rt.key == CRD_GROUP_RESOURCE:
         key = (obj["spec"]["group"], obj["spec"]["names"]["plural"])
         for item in reg.store.items(key):
@@ -187,8 +186,8 @@ def remove(reg: Registry, rt: ResourceType, obj: dict[str, Any]) -> dict[str, An
 
 
 def _dependents(reg: Registry, uid: str) -> list[tuple[Key, dict[str, Any]]]:
-    return [(key, obj) for key, obj in reg.store.all_objects()
-            if any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])]
+    return reg.store.all_objects(lambda o: any(
+        ref.get("uid") == uid for ref in o["metadata"].get("ownerReferences") or []))
 
 
 def _orphan_dependents(reg: Registry, uid: str) -> None:
@@ -200,12 +199,17 @@ def _orphan_dependents(reg: Registry, uid: str) -> None:
         reg.store.put(key, dep)
 
 
+def _exists(reg: Registry, uid: Any) -> bool:
+    return reg.store.any_object(lambda o: bool(o["metadata"]["uid"] == uid))
+
+
 def _collect_garbage(reg: Registry, uid: str) -> None:
     """Background GC: a dependent goes when none of its owners is left."""
     dependents = _dependents(reg, uid)
     if not dependents:
         return
-    alive = {obj["metadata"]["uid"] for _, obj in reg.store.all_objects()}
+    uids = {r.get("uid") for _, dep in dependents for r in dep["metadata"]["ownerReferences"]}
+    alive = {u for u in uids if _exists(reg, u)}
     for key, dep in dependents:
         refs = dep["metadata"]["ownerReferences"]
         if any(r.get("uid") in alive for r in refs):
@@ -247,10 +251,9 @@ def settle(reg: Registry) -> None:
     progress = True
     while progress:
         progress = False
-        for key, obj in list(reg.store.all_objects()):
+        for key, obj in reg.store.all_objects(lambda o: bool(o["metadata"].get(
+                "deletionTimestamp"))):
             meta = obj["metadata"]
-            if not meta.get("deletionTimestamp"):
-                continue
             rt = reg.any_version(*key)
             if rt is None:
                 continue
@@ -276,8 +279,8 @@ def _finish_system_finalizers(reg: Registry, key: Key, obj: dict[str, Any]) -> b
             (obj["spec"]["group"], obj["spec"]["names"]["plural"])):
         finalizers.remove(CRD_CLEANUP)
         changed = True
-    if key == NAMESPACES and has_system_finalizer(obj) and not any(
-            o["metadata"].get("namespace") == meta["name"] for _, o in reg.store.all_objects()):
+    if key == NAMESPACES and has_system_finalizer(obj) and not reg.store.any_object(
+            lambda o: o["metadata"].get("namespace") == meta["name"]):
         obj["spec"]["finalizers"] = []
         changed = True
     if changed:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import copy
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,8 +126,13 @@ class Store:
             if listener in self._listeners:
                 self._listeners.remove(listener)
 
-    def all_objects(self) -> Iterator[tuple[Key, dict[str, Any]]]:
+    def all_objects(self, where: Callable[[dict[str, Any]], bool] | None = None,
+                    ) -> list[tuple[Key, dict[str, Any]]]:
+        """Copies of every object (or of those ``where`` accepts, tested on the stored ones)."""
         with self.lock:
-            snapshot = [(k, copy.deepcopy(o)) for k, objs in self._objects.items()
-                        for o in objs.values()]
-        yield from snapshot
+            return [(k, copy.deepcopy(o)) for k, objs in self._objects.items()
+                    for o in objs.values() if where is None or where(o)]
+
+    def any_object(self, where: Callable[[dict[str, Any]], bool]) -> bool:
+        with self.lock:
+            return any(where(o) for objs in self._objects.values() for o in objs.values())
