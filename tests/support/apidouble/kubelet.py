@@ -15,8 +15,9 @@ import itertools
 from typing import Any
 
 from . import lifecycle
-from .registry import Registry, now
+from .registry import Registry
 from .selectors import label_matcher
+from .timestamps import now
 
 NODE_NAME = "apidouble-node"
 _ips = itertools.count(1)

@@ -19,7 +19,6 @@ plays the kubelet with ``finish_pod_terminations``; ``gracePeriodSeconds=0`` for
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .builtins import tracks_generation
@@ -27,6 +26,7 @@ from .errors import ApiError, bad_request, conflict
 from .resources import CRD_GROUP_RESOURCE, NAMESPACES, PODS, ResourceType
 from .selectors import field_matcher, label_matcher
 from .store import Key
+from .timestamps import now
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -108,12 +108,12 @@ def _start_deletion(reg: Registry, rt: ResourceType, obj: dict[str, Any],
     updated = copy.deepcopy(obj)
     umeta = updated["metadata"]
     if not umeta.get("deletionTimestamp"):
-        from .registry import now
         umeta["deletionTimestamp"] = now()
         umeta["deletionGracePeriodSeconds"] = 0
         if tracks_generation(rt):
             umeta["generation"] = int(umeta.get("generation", 1)) + 1
-    umeta["finalizers"] = finalizers
+    if finalizers:
+        umeta["finalizers"] = finalizers
     if rt.key == NAMESPACES:
         updated.setdefault("status", {})["phase"] = "Terminating"
     stored = reg.store.put(rt.key, updated)
@@ -132,8 +132,7 @@ def _start_graceful_termination(reg: Registry, pod: dict[str, Any],
     if grace <= 0 or meta.get("deletionTimestamp"):
         return None if grace <= 0 else pod
     updated = copy.deepcopy(pod)
-    stamp = datetime.now(UTC) + timedelta(seconds=grace)
-    updated["metadata"]["deletionTimestamp"] = stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+    updated["metadata"]["deletionTimestamp"] = now(after_seconds=grace)
     updated["metadata"]["deletionGracePeriodSeconds"] = grace
     return reg.store.put(PODS, updated)
 

@@ -14,7 +14,6 @@ import copy
 import json
 import random
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from . import events, lifecycle, podrules
@@ -42,6 +41,7 @@ from .resources import BUILTIN_TYPES, CRD_GROUP_RESOURCE, NAMESPACES, ResourceTy
 from .selectors import field_matcher, label_matcher
 from .store import Store
 from .structural import apply_defaults, normalize
+from .timestamps import now
 from .validation import validate
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -53,10 +53,6 @@ MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Registry:

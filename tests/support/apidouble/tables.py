@@ -13,6 +13,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from . import timestamps
 from .jsonpath import find
 from .resources import PrinterColumn, ResourceType
 
@@ -56,7 +57,7 @@ def _age(timestamp: Any) -> str | None:
     if not isinstance(timestamp, str):
         return None
     try:
-        then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        then = timestamps.parse(timestamp)
     except ValueError:
         return None
     return human_duration((datetime.now(UTC) - then).total_seconds())
