@@ -153,11 +153,11 @@ def measure_recovery(system: str, replicated: bool, n_chunks: int, cost: float,
         if replicated and system == "dask":
             client.replicate(futures, n=2)
         if replicated:
-            _wait_replicated(system, client, futures, timeout)
+            _wait_replicated(client, futures, timeout)
         start = time.perf_counter()
         before = [fingerprint(a) for a in client.gather(futures)]
         baseline = time.perf_counter() - start  # the gather itself, with nothing lost
-        holders = _holders(system, client, futures)
+        holders = _holders(client, futures)
         victim = _busiest_worker_pid(client, futures)
         start = time.perf_counter()
         os.kill(victim, signal.SIGKILL)
@@ -170,7 +170,7 @@ def measure_recovery(system: str, replicated: bool, n_chunks: int, cost: float,
         del values
         if replicated and system == "memkube":
             try:
-                _wait_replicated(system, client, futures, timeout)
+                _wait_replicated(client, futures, timeout)
                 out["rereplicated_s"] = time.perf_counter() - start
             except TimeoutError:
                 out["rereplicated_s"] = None
@@ -194,7 +194,7 @@ def _gather_until_recovered(client: Any, futures: list[Any],
 
 
 def _busiest_worker_pid(client: Any, futures: list[Any]) -> int:
-    """The pid of the worker holding most of the keys (both systems report worker pids)."""
+    """The pid of the worker holding most of the keys."""
     counts: dict[str, int] = {}
     for addresses in client.who_has(futures).values():
         for address in addresses:
@@ -205,13 +205,13 @@ def _busiest_worker_pid(client: Any, futures: list[Any]) -> int:
     return int(client.scheduler_info()["workers"][address]["pid"])
 
 
-def _holders(system: str, client: Any, futures: list[Any]) -> list[int]:
+def _holders(client: Any, futures: list[Any]) -> list[int]:
     who = client.who_has(futures)
     return sorted(len(v) for v in who.values())
 
 
-def _wait_replicated(system: str, client: Any, futures: list[Any], timeout: float) -> None:
-    benchlib.wait_until(lambda: min(_holders(system, client, futures)) >= 2, timeout, 0.05)
+def _wait_replicated(client: Any, futures: list[Any], timeout: float) -> None:
+    benchlib.wait_until(lambda: min(_holders(client, futures)) >= 2, timeout, 0.05)
 
 
 def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
