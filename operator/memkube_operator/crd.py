@@ -26,23 +26,29 @@ CRD_PATH = Path(__file__).parent / "crds" / f"{PLURAL}.{GROUP}.yaml"
 
 
 @cache
-def _crd_text() -> str:
-    return CRD_PATH.read_text(encoding="utf-8")
-
-
-def load_crd() -> dict[str, Any]:
-    """A fresh copy of the CustomResourceDefinition manifest."""
-    crd: dict[str, Any] = yaml.safe_load(_crd_text())
+def _parsed_crd() -> dict[str, Any]:
+    """The CRD parsed once (YAML parsing costs more than the rest of a reconcile pass)."""
+    crd: dict[str, Any] = yaml.safe_load(CRD_PATH.read_text(encoding="utf-8"))
     return crd
 
 
-def schema() -> dict[str, Any]:
-    """The ``openAPIV3Schema`` of the served version."""
-    for version in load_crd()["spec"]["versions"]:
+@cache
+def _served_schema() -> dict[str, Any]:
+    for version in _parsed_crd()["spec"]["versions"]:
         if version["name"] == VERSION:
             found: dict[str, Any] = version["schema"]["openAPIV3Schema"]
             return found
     raise LookupError(f"{VERSION} missing from {CRD_PATH}")
+
+
+def load_crd() -> dict[str, Any]:
+    """A fresh copy of the CustomResourceDefinition manifest."""
+    return copy.deepcopy(_parsed_crd())
+
+
+def schema() -> dict[str, Any]:
+    """A fresh copy of the ``openAPIV3Schema`` of the served version."""
+    return copy.deepcopy(_served_schema())
 
 
 def apply_defaults(obj: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +59,7 @@ def apply_defaults(obj: dict[str, Any]) -> dict[str, Any]:
     ``memoryLimit``).
     """
     result = copy.deepcopy(obj)
-    _default_into(result, schema())
+    _default_into(result, _served_schema())  # read-only use: no copy needed
     return result
 
 
