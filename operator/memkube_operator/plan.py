@@ -14,8 +14,10 @@ The rules, in order:
 - too many: surplus pods that never started hold no data and are deleted directly; the
   rest are *retired* through the scheduler, outdated pods by name first, else ``n`` chosen
   by the scheduler (least unique data);
-- the right count but some pods are outdated and all are ready: create one surge pod; the
-  resulting surplus retires one outdated pod by name, so data moves instead of being lost.
+- the right count but some pods are outdated: outdated pods that are not ready and hold
+  nothing (never started, or restarted) are deleted and recreated; otherwise, once all are
+  ready, one surge pod is created and the resulting surplus retires one outdated pod by
+  name, so data moves instead of being lost.
 
 Not covered: carrying the plan out (:mod:`reconcile`).
 """
@@ -67,10 +69,21 @@ def plan(replicas: int, desired_hash: str, pods: Sequence[PodView], *, max_creat
     if len(live) > replicas:
         return _shrink(len(live) - replicas, outdated, current, finished)
     if outdated and replicas:
+        # Outdated pods that hold nothing (never started, or down after a crash) go at once:
+        # a spec change that fixes a broken pool must not wait for it to become ready.
+        broken = tuple(p.name for p in outdated if not p.ready and _holds_nothing(p))
+        if broken:
+            return Plan(delete_now=finished + broken, notes=["replacing broken outdated pods"])
         if all(p.ready for p in live):
             return Plan(create_workers=1, delete_now=finished, notes=["rolling one pod"])
         return Plan(delete_now=finished, waiting="waiting for worker pods to be ready to roll")
     return Plan(delete_now=finished)
+
+
+def _holds_nothing(pod: PodView) -> bool:
+    """A pod whose worker never ran, or restarted (its memory is gone: the scheduler has
+    already recovered what it held), has nothing to retire."""
+    return not pod.started or pod.restart_count > 0
 
 
 def _shrink(

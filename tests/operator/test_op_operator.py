@@ -307,3 +307,23 @@ async def test_a_foreign_secret_without_a_token_is_reported_not_overwritten(
     assert api.objects("", "v1", "pods", NS) == []
     secret = api.get_object("", "v1", "secrets", NS, "demo-token")
     assert secret is not None and secret["data"] == {"other": "eA=="}
+
+
+async def test_fixing_the_image_of_a_pool_that_never_started_replaces_its_pods(
+    api: ApiDouble, operator: Reconciler
+) -> None:
+    api.create_object(workerpool(replicas=2, image="registry.example/typo:1"))
+    await until(api, lambda: len(live(api)) == 2)  # never ready: the image does not exist
+    api.patch_object(
+        GROUP, VERSION, PLURAL, NS, "demo", {"spec": {"image": "registry.example/memkube:1"}}
+    )
+
+    def images() -> set[str]:
+        return {
+            c["image"]
+            for p in worker_pods(api, "demo")
+            if not p["metadata"].get("deletionTimestamp")
+            for c in p["spec"]["containers"]
+        }
+
+    await until(api, lambda: images() == {"registry.example/memkube:1"} and len(live(api)) == 2)

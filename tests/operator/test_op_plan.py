@@ -89,8 +89,11 @@ def test_roll_waits_for_the_surge_pod_to_be_ready() -> None:
 
 
 def test_roll_does_not_start_while_pods_are_unready() -> None:
-    step = plan(2, NEW, [pod("a", hash_=OLD), pod("b", hash_=OLD, ready=False)], max_creates=50)
+    # b runs (it may hold data) but is not ready right now: wait rather than retire blindly.
+    unready = pod("b", hash_=OLD, ready=False, started=True)
+    step = plan(2, NEW, [pod("a", hash_=OLD), unready], max_creates=50)
     assert step.create_workers == 0
+    assert step.delete_now == ()
     assert step.waiting is not None
 
 
@@ -134,3 +137,23 @@ def test_force_is_due_only_when_configured_and_waited_long_enough() -> None:
     assert not force_due(None, 60, now)
     assert force_due("2026-01-01T00:00:00Z", 600, now)
     assert not force_due("2026-01-01T00:00:01Z", 600, now)
+
+
+def test_a_spec_change_replaces_broken_outdated_pods_at_once() -> None:
+    crashing = PodView(
+        name="b",
+        phase="Running",
+        ready=False,
+        started=True,
+        deleting=False,
+        spec_hash=OLD,
+        created="b",
+        restart_count=4,
+        last_oom=False,
+    )
+    pods = [pod("a", hash_=OLD), crashing, pod("c", hash_=OLD, ready=False, started=False)]
+    step = plan(3, NEW, pods, max_creates=50)
+    assert step.delete_now == ("b", "c")
+    assert not step.retires
+    # A ready outdated pod is never deleted directly.
+    assert "a" not in step.delete_now
