@@ -11,7 +11,7 @@ The rules, in order:
 - finished pods (Failed/Succeeded, e.g. evicted) are deleted: they hold nothing and count
   for nothing;
 - too few live workers: create the difference (capped per pass);
-- too many: surplus pods that never started hold no data and are deleted directly; the
+- too many: surplus pods that hold nothing (never started, or restarted and not ready) are deleted directly; the
   rest are *retired* through the scheduler, outdated pods by name first, else ``n`` chosen
   by the scheduler (least unique data);
 - the right count but some pods are outdated: outdated pods that are not ready and hold
@@ -103,7 +103,7 @@ def _shrink(
         return Plan(
             delete_now=finished + tuple(unstarted), retire_names=names, retire_count=leftover
         )
-    # Plain scale-down: pods that never started first, newest first; the scheduler picks
+    # Plain scale-down: pods that hold nothing first, newest first; the scheduler picks
     # the rest by the data they hold.
-    unstarted = [p.name for p in reversed(current) if not p.started][:surplus]
+    unstarted = [p.name for p in reversed(current) if not p.ready and _holds_nothing(p)][:surplus]
     return Plan(delete_now=finished + tuple(unstarted), retire_count=surplus - len(unstarted))

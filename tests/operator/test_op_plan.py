@@ -157,3 +157,20 @@ def test_a_spec_change_replaces_broken_outdated_pods_at_once() -> None:
     assert not step.retires
     # A ready outdated pod is never deleted directly.
     assert "a" not in step.delete_now
+
+
+def test_scale_down_drops_a_crash_looping_pod_before_retiring_healthy_ones() -> None:
+    looping = PodView(
+        name="b",
+        phase="Running",
+        ready=False,
+        started=True,
+        deleting=False,
+        spec_hash=NEW,
+        created="b",
+        restart_count=7,
+        last_oom=False,
+    )
+    step = plan(2, NEW, [pod("a"), looping, pod("c")], max_creates=50)
+    assert step.delete_now == ("b",)
+    assert step.retire_count == 0
