@@ -11,9 +11,9 @@ The rules, in order:
 - finished pods (Failed/Succeeded, e.g. evicted) are deleted: they hold nothing and count
   for nothing;
 - too few live workers: create the difference (capped per pass);
-- too many: surplus pods that hold nothing (never started, or restarted and not ready) are deleted directly; the
-  rest are *retired* through the scheduler, outdated pods by name first, else ``n`` chosen
-  by the scheduler (least unique data);
+- too many: surplus pods that hold nothing (never started, or restarted and not ready)
+  are deleted directly; the rest are *retired* through the scheduler, outdated pods by name
+  first, else ``n`` chosen by the scheduler (least unique data);
 - the right count but some pods are outdated: outdated pods that are not ready and hold
   nothing (never started, or restarted) are deleted and recreated; otherwise, once all are
   ready, one surge pod is created and the resulting surplus retires one outdated pod by
