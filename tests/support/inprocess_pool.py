@@ -41,12 +41,13 @@ class Pool:
 @contextlib.asynccontextmanager
 async def inprocess_pool(spill_root: Path, *, workers: int = 2, threads: int = 1,
                          memory_limit: str = "1GiB", replication_factor: int = 1,
-                         client_grace: float = 10.0,
+                         client_grace: float = 10.0, worker_saturation: float = 1.1,
                          nodes: dict[int, str] | None = None) -> AsyncIterator[Pool]:
     token = new_token()
     auth = Auth(token)
     scheduler = Scheduler(host="127.0.0.1", port=0, auth=auth,
-                          replication_factor=replication_factor, client_grace=client_grace)
+                          replication_factor=replication_factor, client_grace=client_grace,
+                          worker_saturation=worker_saturation)
     await scheduler.start()
     started: list[Worker] = []
     client: Client | None = None

@@ -125,6 +125,8 @@ def run_worker(args: argparse.Namespace) -> int:
         pause=args.memory_pause, terminate=args.memory_terminate, max_spill=args.max_spill,
         spill_dir=args.spill_dir, compression=args.spill_compression, config_file=args.config)
 
+    _preimport("numpy")
+
     async def main() -> int:
         worker = Worker(args.scheduler, name=args.name, host=args.host, port=args.port,
                         contact_address=args.contact_address, nthreads=args.nthreads,
@@ -141,6 +143,16 @@ def run_worker(args: argparse.Namespace) -> int:
         return worker.exit_code
 
     return asyncio.run(main())
+
+
+def _preimport(module: str) -> None:
+    """Import a common library once, up front: unpickling in several threads at once can
+    otherwise race on its first import and see it half-initialized."""
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec(module) is not None:
+        importlib.import_module(module)
 
 
 def run_local(args: argparse.Namespace) -> int:

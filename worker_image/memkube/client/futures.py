@@ -9,7 +9,6 @@ per-key :class:`FutureState` carries the status and the error.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -91,7 +90,7 @@ class Future:
 
     __slots__ = ("key", "client", "_state", "__weakref__")
 
-    def __init__(self, key: str, client: Client, *, inform: bool = False) -> None:
+    def __init__(self, key: str, client: Client) -> None:
         self.key = key
         self.client = client
         self._state = client._acquire_ref(key)
@@ -139,10 +138,13 @@ class Future:
         def call() -> None:
             fn(self)
 
-        if self.done():
-            call()
-        else:
-            self.client._loop_call(self._state.callbacks.append, call)
+        def register() -> None:  # on the loop, so "done" cannot change in between
+            if self.done():
+                call()
+            else:
+                self._state.callbacks.append(call)
+
+        self.client._loop_call(register)
 
     def release(self) -> None:
         self.client._release_ref(self.key)
@@ -164,5 +166,3 @@ class Future:
     def __reduce__(self) -> Any:
         raise TypeError("memkube futures cannot be pickled; pass them as task arguments")
 
-
-_RELEASE_LOCK = threading.Lock()

@@ -58,9 +58,11 @@ class Scheduler:
         worker_timeout: float = 30.0,
         client_grace: float = 10.0,
         allowed_failures: int = 3,
+        worker_saturation: float = 1.1,
     ) -> None:
         self.state = SchedulerState(replication_factor=replication_factor,
-                                    allowed_failures=allowed_failures)
+                                    allowed_failures=allowed_failures,
+                                    worker_saturation=worker_saturation)
         self.host, self.port = host, port
         self.auth = auth or Auth(None)
         self.tls = tls or TLSConfig()

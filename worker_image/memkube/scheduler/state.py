@@ -523,6 +523,8 @@ class SchedulerState:
         return min(candidates, key=cost)
 
     def _slots(self, ws: WorkerState) -> int:
+        if math.isinf(self.worker_saturation):  # no root-task queuing: flood the workers
+            return 1 << 30
         return max(1, math.ceil(ws.nthreads * self.worker_saturation))
 
     def _fill_workers(self) -> None:
