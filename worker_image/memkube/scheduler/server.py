@@ -482,7 +482,10 @@ class Scheduler:
                 if not holders:
                     pending.discard(key)
                     continue
-                holder = min(holders, key=lambda w: (w.status == RETIRING, w.executing))
+                # Spread keys over their holders: faster, and a dead holder costs less.
+                holder = min(holders, key=lambda w: (w.status == RETIRING,
+                                                     len(plan.get(w.address, ())),
+                                                     w.executing))
                 tried[key].add(holder.address)
                 plan.setdefault(holder.address, []).append(key)
             if not plan:

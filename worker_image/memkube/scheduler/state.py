@@ -90,10 +90,14 @@ class SchedulerState:
                 self._outbox_clients[cid].append(msg)
 
     def drain(self) -> tuple[dict[str, list[Message]], dict[str, list[Message]]]:
-        """Messages queued since the last call: (by worker address, by client id)."""
+        """Messages queued since the last call: (by worker address, by client id).
+
+        Consecutive ``free-keys`` to one worker are merged, so releasing many keys is one
+        message and one batch of work on the worker.
+        """
         workers, clients = self._outbox_workers, self._outbox_clients
         self._outbox_workers, self._outbox_clients = defaultdict(list), defaultdict(list)
-        return dict(workers), dict(clients)
+        return {a: _merge_frees(msgs) for a, msgs in workers.items()}, dict(clients)
 
     def log_event(self, kind: str, worker: str = "", message: str = "") -> None:
         self.events.append({"time": time.time(), "kind": kind, "worker": worker,
@@ -681,3 +685,14 @@ class SchedulerState:
 
     def unique_bytes(self, ws: WorkerState) -> int:
         return sum(ts.nbytes for ts in ws.has_what if len(ts.who_has) == 1)
+
+
+def _merge_frees(msgs: list[Message]) -> list[Message]:
+    """Merge runs of adjacent free-keys messages (order across other ops is kept)."""
+    out: list[Message] = []
+    for msg in msgs:
+        if msg["op"] == "free-keys" and out and out[-1]["op"] == "free-keys":
+            out[-1] = {"op": "free-keys", "keys": [*out[-1]["keys"], *msg["keys"]]}
+        else:
+            out.append(msg)
+    return out
