@@ -6,10 +6,8 @@ import asyncio
 import threading
 
 import pytest
-
-from memkube.errors import CancelledError, TaskError
-
 from inprocess_pool import Pool
+from memkube.errors import CancelledError, TaskError
 
 
 def inc(x: int) -> int:

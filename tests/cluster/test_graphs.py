@@ -6,7 +6,6 @@ import operator
 
 import pytest
 from inprocess_pool import Pool
-
 from memkube.client.graphs import submit_graph
 
 

@@ -8,7 +8,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from inprocess_pool import Pool
-
 from memkube import Client
 from memkube.addresses import parse_address
 from memkube.errors import AuthenticationError
@@ -88,8 +87,8 @@ async def test_hostile_frames_close_only_that_connection(pool: Pool, payload: by
 async def test_oversized_and_text_frames_are_refused(pool: Pool) -> None:
     headers = {"Authorization": f"Bearer {pool.token}"}
     base = parse_address(pool.scheduler.address).ws
-    async with aiohttp.ClientSession(headers=headers) as session:
-        async with session.ws_connect(base + "/ws/client") as ws:
+    async with aiohttp.ClientSession(headers=headers) as session, \
+            session.ws_connect(base + "/ws/client") as ws:
             await ws.send_str('{"op": "info"}')
             msg = await ws.receive(timeout=5)
             assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)

@@ -93,9 +93,9 @@ def session(kube: Kube, pool: dict[str, Any]) -> Iterator[Session]:
     import memkube
 
     token = kube.secret_value(f"{POOL}-token", "token", NS)
-    with kube.port_forward(f"svc/{POOL}-scheduler", 8786, NS) as port:
-        with memkube.Client(f"tcp://127.0.0.1:{port}", token=token) as client:
-            yield Session(client, port, token)
+    with kube.port_forward(f"svc/{POOL}-scheduler", 8786, NS) as port, \
+            memkube.Client(f"tcp://127.0.0.1:{port}", token=token) as client:
+        yield Session(client, port, token)
 
 
 @pytest.fixture(scope="module")

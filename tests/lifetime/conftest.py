@@ -8,9 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from waiting import wait_until
-
 from memkube import Client, LocalCluster
+from waiting import wait_until
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from waiting import spill_files, wait_until
-
 from memkube import Client, LocalCluster
+from waiting import spill_files, wait_until
 
 MiB = 2**20
 
@@ -65,11 +64,10 @@ def test_scope_releases_on_exit_and_on_error(client: Client, small_pool: LocalCl
     assert total > 0
     assert kept[0].status == "cancelled"
     assert_released(small_pool, spill_root)
-    with pytest.raises(RuntimeError, match="inside the scope"):
-        with client.scope():
-            futures = client.map(block, range(12))
-            client.gather(futures)
-            raise RuntimeError("inside the scope")
+    with pytest.raises(RuntimeError, match="inside the scope"), client.scope():
+        futures = client.map(block, range(12))
+        client.gather(futures)
+        raise RuntimeError("inside the scope")
     assert_released(small_pool, spill_root)
 
 

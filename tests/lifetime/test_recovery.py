@@ -9,12 +9,11 @@ from __future__ import annotations
 import os
 import signal
 
+import memkube
 import numpy as np
 import pytest
-from waiting import wait_until
-
-import memkube
 from memkube import Client, LocalCluster
+from waiting import wait_until
 
 MiB = 2**20
 
@@ -34,7 +33,7 @@ def holders(cluster: LocalCluster, future: memkube.Future) -> set[str]:
 
 def kill_worker_holding(cluster: LocalCluster, future: memkube.Future) -> str:
     ts = cluster.scheduler.state.tasks[future.key]
-    victim = sorted(ts.who_has, key=lambda w: w.name)[0]
+    victim = min(ts.who_has, key=lambda w: w.name)
     os.kill(victim.pid, signal.SIGKILL)
     return victim.name
 

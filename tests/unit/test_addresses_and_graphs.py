@@ -5,7 +5,6 @@ from __future__ import annotations
 import operator
 
 import pytest
-
 from memkube.addresses import parse_address
 from memkube.client.graphs import graph_order, to_tasks
 from memkube.errors import ConfigError

@@ -6,7 +6,6 @@ import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from memkube import serialize
 from memkube.errors import ProtocolError
 from memkube.protocol import SCHEMAS, decode, encode

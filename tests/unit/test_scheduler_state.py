@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import cloudpickle
 import pytest
-
 from memkube.errors import DataLostError, KilledWorkerError, RetireError
 from memkube.scheduler.retire import plan_retirement
 from memkube.scheduler.state import SchedulerState

@@ -117,8 +117,11 @@ def run_scheduler(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    from .local import adopt_local_supervision
     from .memory import MemoryConfig
     from .worker import Worker
+
+    adopt_local_supervision()  # first: join the local pool's cgroup before reading limits
 
     memory = MemoryConfig.from_options(
         limit=args.memory_limit, target=args.memory_target, spill=args.memory_spill,

@@ -65,7 +65,7 @@ class KilledWorkerError(MemkubeError):
     """A task was running on workers that died, more times than allowed."""
 
 
-class TimeoutError(MemkubeError, builtins.TimeoutError):  # noqa: A001 - intended shadowing
+class TimeoutError(MemkubeError, builtins.TimeoutError):
     """An operation did not finish within its timeout."""
 
 

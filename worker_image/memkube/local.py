@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from .errors import CommError, ConfigError
 from .loop import LoopThread
@@ -31,13 +31,28 @@ from .worker import EXIT_MEMORY_RESTART
 
 log = logging.getLogger(__name__)
 
+PARENT_PID_ENV = "MEMKUBE_PARENT_PID"
+JOIN_CGROUP_ENV = "MEMKUBE_JOIN_CGROUP"
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGKILL when the parent dies (Linux)."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def adopt_local_supervision() -> None:
+    """In a worker the local pool started: join its memory cgroup and die with the pool.
+
+    Done by the child itself at start-up (not in a ``preexec_fn``, which is unsafe in a
+    process with threads, as the pool's is): ``PR_SET_PDEATHSIG`` makes the kernel SIGKILL
+    this worker when the pool's process dies, even by SIGKILL.
+    """
+    procs = os.environ.pop(JOIN_CGROUP_ENV, None)
+    if procs:
+        with open(procs, "w") as f:
+            f.write(str(os.getpid()))
+    parent = os.environ.pop(PARENT_PID_ENV, None)
+    if parent:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != int(parent):  # the pool died before the line above
+            os._exit(1)
 
 
 @dataclass
@@ -56,7 +71,7 @@ class LocalCluster:
         self,
         n_workers: int = 2,
         threads_per_worker: int = 1,
-        memory_limit: str | int | float | None = "auto",
+        memory_limit: str | float | None = "auto",
         *,
         host: str = "127.0.0.1",
         scheduler_port: int = 0,
@@ -147,21 +162,17 @@ class LocalCluster:
             self._counter += 1
         # MALLOC_TRIM_THRESHOLD_: glibc returns freed memory to the OS promptly instead of
         # letting large freed arrays inflate the process's memory (as Dask's nanny does).
-        env = {"MALLOC_TRIM_THRESHOLD_": "65536", **os.environ, "MEMKUBE_TOKEN": self.token}
+        env = {"MALLOC_TRIM_THRESHOLD_": "65536", **os.environ, "MEMKUBE_TOKEN": self.token,
+               PARENT_PID_ENV: str(os.getpid())}
         env.pop("POD_NAME", None)
         cgroup = None
         if self.use_cgroup:
             cgroup = ChildCgroup((self.memory_limit or 0) + self.memory_overhead
                                  if self.memory_limit else None)
             cgroup.__enter__()
-
-        def preexec() -> None:
-            _die_with_parent()
-            if cgroup is not None:
-                cgroup.enter_in_child()
-
+            env[JOIN_CGROUP_ENV] = str(cgroup.path / "cgroup.procs")
         # stdout carries only the "worker at ..." banner; logs go to stderr as usual
-        proc = subprocess.Popen(self._worker_command(name), env=env, preexec_fn=preexec,
+        proc = subprocess.Popen(self._worker_command(name), env=env,
                                 stdout=subprocess.DEVNULL)
         wp = _WorkerProcess(name, proc, cgroup, restarts)
         self.workers[name] = wp
@@ -242,7 +253,7 @@ class LocalCluster:
         self.workers.clear()
         await self.scheduler.close()
 
-    def __enter__(self) -> LocalCluster:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from .errors import TimeoutError
+from . import errors
 
 T = TypeVar("T")
 
@@ -37,11 +37,11 @@ class LoopThread:
         fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return fut.result(timeout)
-        except TimeoutError:
+        except errors.TimeoutError:
             raise
-        except asyncio.TimeoutError as exc:  # concurrent.futures.TimeoutError is the builtin
+        except TimeoutError as exc:  # the builtin, raised by concurrent.futures on timeout
             fut.cancel()
-            raise TimeoutError(f"operation did not finish within {timeout} s") from exc
+            raise errors.TimeoutError(f"operation did not finish within {timeout} s") from exc
 
     def call_soon(self, callback: Any, *args: Any) -> None:
         if not self.loop.is_closed():

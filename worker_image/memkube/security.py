@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from .errors import ConfigError
 
@@ -78,7 +79,7 @@ class Auth:
         cookie = request.cookies.get(SESSION_COOKIE)
         return cookie is not None and hmac.compare_digest(cookie, session_value(self.token))
 
-    def middleware(self) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    def middleware(self) -> Middleware:
         """An aiohttp middleware answering 401 (and logging it) to unauthenticated requests."""
 
         @web.middleware

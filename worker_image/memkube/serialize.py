@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pickle
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import cloudpickle
@@ -56,7 +56,7 @@ def nbytes(frames: Sequence[Frame]) -> int:
 
 def pack_header(frames: Sequence[Frame]) -> bytes:
     """The prefix that precedes ``frames`` on the wire."""
-    header = msgpack.packb({"lengths": [memoryview(f).nbytes for f in frames]})
+    header: bytes = msgpack.packb({"lengths": [memoryview(f).nbytes for f in frames]})
     return _HEADER_LEN.pack(len(header)) + header
 
 
@@ -86,7 +86,7 @@ def unpack(payload: bytes | bytearray | memoryview) -> list[memoryview]:
 
 
 def pack_bundle(
-    items: dict[str, Sequence[Frame]], *, missing: Sequence[str] = (),
+    items: Mapping[str, Sequence[Frame]], *, missing: Sequence[str] = (),
     errors: dict[str, str] | None = None,
 ) -> list[Frame]:
     """Several keys' frames in one body: a header naming keys and frame lengths, then frames.

@@ -65,9 +65,12 @@ def fill_refs(obj: Any, values: Mapping[str, Any]) -> Any:
 def call_spec(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
               func_bytes: bytes | None = None) -> bytes:
     """A call's run_spec; ``func_bytes`` (the function pickled once) makes ``map`` cheap."""
+    spec: bytes
     if func_bytes is not None:
-        return cloudpickle.dumps(("callb", func_bytes, args, kwargs))
-    return cloudpickle.dumps(("call", func, args, kwargs))
+        spec = cloudpickle.dumps(("callb", func_bytes, args, kwargs))
+    else:
+        spec = cloudpickle.dumps(("call", func, args, kwargs))
+    return spec
 
 
 _FUNC_CACHE: dict[bytes, Any] = {}

@@ -12,13 +12,14 @@ Control messages go over one websocket (batched); data goes over the scheduler's
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import itertools
 import logging
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import aiohttp
 import cloudpickle
@@ -147,7 +148,7 @@ class Client:
     def __await__(self) -> Any:
         return self._start().__await__()
 
-    async def _start(self) -> Client:
+    async def _start(self) -> Self:
         if self.status == "running":
             return self
         if self._cluster is not None and hasattr(self._cluster, "_ensure_started"):
@@ -412,7 +413,7 @@ class Client:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, _loads_all, items)
 
-    def scatter(self, data: Any, *, hash: bool = True) -> Any:  # noqa: A002 - Dask's name
+    def scatter(self, data: Any, *, hash: bool = True) -> Any:
         """Upload values to the pool; returns futures in the same structure (list/dict/one)."""
         return self.sync(self._scatter, data, hash)
 
@@ -540,23 +541,25 @@ class Client:
         keys = [f.key for f in _as_list(futures)]
         self._loop_call(self._send_now, {"op": "replicate", "keys": keys, "n": n})
 
-    def who_has(self, futures: Any = None) -> dict[str, list[str]]:
+    def who_has(self, futures: Any = None) -> Any:
+        """``{key: [worker addresses]}`` (an awaitable with an asynchronous client)."""
         found: list[Future] = []
         _collect_futures(futures if futures is not None else [], found)
         return self.sync(self._request, {"op": "who-has", "keys": [f.key for f in found]})
 
     # ------------------------------------------------------------------ pool
 
-    def scheduler_info(self) -> dict[str, Any]:
-        """The pool snapshot, with ``workers`` keyed by address (as Dask's)."""
+    def scheduler_info(self) -> Any:
+        """The pool snapshot, with ``workers`` keyed by address (as Dask's); an awaitable
+        with an asynchronous client."""
         return self.sync(self._scheduler_info)
 
     async def _scheduler_info(self) -> dict[str, Any]:
-        info = await self._request({"op": "info"})
+        info: dict[str, Any] = await self._request({"op": "info"})
         info["workers"] = {w["address"]: w for w in info["workers"]}
         return info
 
-    def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:
+    def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> Any:
         return self.sync(self._wait_for_workers, n, timeout=timeout)
 
     async def _wait_for_workers(self, n: int) -> None:
@@ -612,7 +615,7 @@ class Client:
         if self._owns_cluster and self._cluster is not None:
             await self._cluster._close_async()
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -620,7 +623,7 @@ class Client:
         if self._loop_thread is not None:
             self._loop_thread.stop()
 
-    async def __aenter__(self) -> Client:
+    async def __aenter__(self) -> Self:
         return await self._start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -632,10 +635,10 @@ class Client:
 
 # ---------------------------------------------------------------------- helpers
 
-async def _with_timeout(coro: Coroutine[Any, Any, T], timeout: float) -> T:
+async def _with_timeout[R](coro: Coroutine[Any, Any, R], timeout: float) -> R:
     try:
         return await asyncio.wait_for(coro, timeout)
-    except asyncio.TimeoutError as exc:
+    except builtins.TimeoutError as exc:
         raise TimeoutError(f"did not finish within {timeout} s") from exc
 
 

@@ -25,8 +25,16 @@ PENDING, FINISHED, ERROR, CANCELLED = "pending", "finished", "error", "cancelled
 class FutureState:
     """Status of a key as this client knows it; shared by all Future objects of the key."""
 
-    __slots__ = ("status", "type", "exception", "traceback", "reason", "_event", "_loop",
-                 "callbacks")
+    __slots__ = (
+        "_event",
+        "_loop",
+        "callbacks",
+        "exception",
+        "reason",
+        "status",
+        "traceback",
+        "type",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.status = PENDING
@@ -88,7 +96,7 @@ class FutureState:
 class Future:
     """A handle on a remote result. Dask-like: ``result()``, ``done()``, ``cancel()`` …"""
 
-    __slots__ = ("key", "client", "_state", "__weakref__")
+    __slots__ = ("__weakref__", "_state", "client", "key")
 
     def __init__(self, key: str, client: Client) -> None:
         self.key = key
@@ -114,7 +122,8 @@ class Future:
         values = await self.client._gather([self], errors="raise")
         return values[0]
 
-    def exception(self, timeout: float | None = None) -> BaseException | None:
+    def exception(self, timeout: float | None = None) -> Any:
+        """The task's exception or None (an awaitable with an asynchronous client)."""
         return self.client.sync(self._exception, timeout=timeout)
 
     async def _exception(self) -> BaseException | None:
@@ -154,8 +163,8 @@ class Future:
         try:
             if self.key:
                 self.client._release_ref(self.key)
-        except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to release
-            pass
+        except Exception:  # noqa: BLE001, S110 - at interpreter shutdown the client's loop
+            pass  # is gone and there is nothing left to release or to log to
 
     def __repr__(self) -> str:
         return f"<Future {self.status} key={self.key!r}>"

@@ -42,7 +42,8 @@ def _graph_node_type() -> type | None:
         from dask._task_spec import GraphNode
     except ImportError:
         return None
-    return GraphNode  # type: ignore[no-any-return]
+    node_type: type = GraphNode
+    return node_type
 
 
 def _is_key(obj: Any, graph: Mapping[Any, Any]) -> bool:
@@ -77,7 +78,8 @@ def to_tasks(graph: Mapping[Any, Any]) -> dict[str, tuple[bytes, set[str]]]:
     for key, task in graph.items():
         deps: set[str] = set()
         if node_type is not None and isinstance(task, node_type):
-            keymap = {key_str(d): d for d in task.dependencies}
+            node: Any = task
+            keymap = {key_str(d): d for d in node.dependencies}
             deps = set(keymap)
             spec = cloudpickle.dumps(("dask", task, keymap))
         elif type(task) is tuple and task and callable(task[0]):

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import struct
 import zlib
-
-import xxhash
 from collections.abc import Sequence
 from typing import Literal
 
 import lz4.frame
 import msgpack
+import xxhash
 import zstandard
 
 from ..errors import ConfigError, SpillCorruptError

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import msgpack
@@ -103,7 +103,7 @@ class Scheduler:
         setup_dashboard(app, self.snapshot, self.auth)
         return app
 
-    async def start(self) -> Scheduler:
+    async def start(self) -> Self:
         self._session = aiohttp.ClientSession(
             headers=self.auth.headers(),
             connector=aiohttp.TCPConnector(ssl=self.tls.client_context() or False, limit=64),
@@ -115,7 +115,8 @@ class Scheduler:
         site = web.TCPSite(self._runner, self.host, self.port,
                            ssl_context=self.tls.server_context())
         await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        server: Any = site._server  # aiohttp exposes the bound port only here
+        sockets = server.sockets if server else []
         self.port = sockets[0].getsockname()[1] if sockets else self.port
         scheme = "tls" if self.tls.enabled else "tcp"
         self.address = str(Address(scheme, self.host, self.port))
@@ -138,7 +139,7 @@ class Scheduler:
         if self._session is not None:
             await self._session.close()
 
-    async def __aenter__(self) -> Scheduler:
+    async def __aenter__(self) -> Self:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -386,7 +387,11 @@ class Scheduler:
         """Retire workers gracefully; raises RetireError if their data has nowhere to go."""
         done = asyncio.get_running_loop().create_future()
         retirement = plan_retirement(self.state, names=names, n=n)
-        retirement.on_done = lambda r: done.done() or done.set_result(r)
+        def finished(r: Retirement) -> None:
+            if not done.done():
+                done.set_result(r)
+
+        retirement.on_done = finished
         self.flush()
         if not retirement.finished:
             try:
@@ -463,8 +468,11 @@ class Scheduler:
 
     def _settle_future(self, key: str) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.state.settle_callbacks[key].append(
-            lambda: fut.done() or fut.set_result(None))
+        def settled() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        self.state.settle_callbacks[key].append(settled)
         return fut
 
     async def _fetch_round(self, keys: list[str]) -> tuple[

@@ -31,7 +31,7 @@ async def fetch_from_peer(
                 log.warning("peer %s answered %s for %d keys", address, resp.status, len(keys))
                 return {}, list(keys)
             payload = await resp.read()
-        items, missing, errors = serialize.unpack_bundle(payload)
+        items, _missing, errors = serialize.unpack_bundle(payload)
     except (aiohttp.ClientError, OSError, ProtocolError, TimeoutError) as exc:
         log.warning("could not fetch %d keys from %s: %s", len(keys), address, exc)
         return {}, list(keys)

@@ -15,6 +15,7 @@ pool, or Kubernetes) to restart it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import logging
@@ -25,7 +26,7 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import cloudpickle
@@ -117,7 +118,7 @@ class Worker:
         app.add_routes(data_routes(self))
         return app
 
-    async def start(self) -> Worker:
+    async def start(self) -> Self:
         self._loop = asyncio.get_running_loop()
         self._session = aiohttp.ClientSession(
             headers=self.auth.headers(),
@@ -129,7 +130,8 @@ class Worker:
         site = web.TCPSite(self._runner, self.host, self.port,
                            ssl_context=self.tls.server_context())
         await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        server: Any = site._server  # aiohttp exposes the bound port only here
+        sockets = server.sockets if server else []
         self.port = sockets[0].getsockname()[1] if sockets else self.port
         scheme = "tls" if self.tls.enabled else "tcp"
         if self._contact:
@@ -168,7 +170,7 @@ class Worker:
         self.io_executor.shutdown(wait=True)
         self.finished.set()
 
-    async def __aenter__(self) -> Worker:
+    async def __aenter__(self) -> Self:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -265,14 +267,12 @@ class Worker:
         elif op == "free-keys":
             keys = [str(k) for k in msg["keys"]]
             for key in keys:
-                wt = self.tasks.pop(key, None)
-                if wt is not None:
-                    wt.cancelled = True
+                if key in self.tasks:
+                    self.tasks.pop(key).cancelled = True
             asyncio.get_running_loop().run_in_executor(self.io_executor, self._free, keys)
         elif op == "cancel-compute":
-            wt = self.tasks.pop(msg["key"], None)
-            if wt is not None:
-                wt.cancelled = True
+            if msg["key"] in self.tasks:
+                self.tasks.pop(msg["key"]).cancelled = True
         elif op == "acquire-replicas":
             who_has = {str(k): list(v) for k, v in msg["who_has"].items()}
             asyncio.get_running_loop().create_task(self._acquire(who_has))
@@ -403,7 +403,7 @@ class Worker:
                 break  # wait for a running task to finish before starting a big one
             self._executing += 1
             fut = loop.run_in_executor(self.executor, self._run, wt)
-            fut.add_done_callback(lambda f, wt=wt: self._task_done(wt, f))
+            fut.add_done_callback(functools.partial(self._task_done, wt))
 
     def _run(self, wt: WorkerTask) -> Message:
         """In a task thread: load inputs, run, store the result. Returns the report."""
