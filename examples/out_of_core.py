@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 import memkube
+import numpy as np
 from memkube.memory.child import child_cgroup_unavailable_reason
 
 CHUNK = 32 * 2**20  # bytes per array
