@@ -140,3 +140,10 @@ async def test_deleting_futures_frees_results(pool: Pool) -> None:
         await asyncio.sleep(0.01)
     assert not pool.scheduler.state.tasks
     assert all(len(w.memory.data) == 0 for w in pool.workers)
+
+
+async def test_futures_passed_only_as_temporaries_stay_alive_until_sent(pool: Pool) -> None:
+    # The inner list of futures dies as soon as submit() returns; its release must not
+    # overtake the graph that depends on it.
+    total = pool.client.submit(sum, pool.client.map(inc, range(20)))
+    assert await total.result() == sum(range(1, 21))

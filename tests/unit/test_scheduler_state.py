@@ -285,3 +285,15 @@ def test_worker_missing_its_own_input_is_believed_at_once(s: SchedulerState) -> 
     assert runner in s.tasks["x"].who_has  # y was placed with its input
     s.missing_data(runner.address, "y", "x", [runner.address])
     assert s.tasks["x"].state in ("processing", "queued")
+
+
+def test_tasks_ready_while_every_worker_is_paused_run_after_resume(s: SchedulerState) -> None:
+    s.update_graph("c1", [spec("x"), spec("y", ("x",))], ["y"])
+    for address in list(s.workers):
+        s.worker_status(address, "paused", "memory at 85%")
+    finish(s, "x")  # y is ready now, but every worker is paused
+    assert s.tasks["y"].state == "no-worker"
+    s.drain()
+    s.worker_status(next(iter(s.workers)), "running", "memory at 60%")
+    workers, _ = s.drain()
+    assert [m["key"] for msgs in workers.values() for m in ops(msgs, "compute-task")] == ["y"]

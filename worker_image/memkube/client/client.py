@@ -314,14 +314,17 @@ class Client:
         if not callable(func):
             raise TypeError("submit expects a callable as its first argument")
         deps: set[str] = set()
-        args = replace_refs(args, self._is_ref, deps)
-        kwargs = replace_refs(kwargs, self._is_ref, deps)
-        run_spec = call_spec(func, args, kwargs)
+        # New names, not ``args = ...``: the futures in ``args`` must stay referenced until
+        # the graph is sent, or their release could reach the scheduler first.
+        spec_args = replace_refs(args, self._is_ref, deps)
+        spec_kwargs = replace_refs(kwargs, self._is_ref, deps)
+        run_spec = call_spec(func, spec_args, spec_kwargs)
         key = key or task_key(func, run_spec, pure)
         task = {"key": key, "run_spec": run_spec, "deps": sorted(deps),
                 "priority": [-priority, next(_priority_counter)]}
         fut = self._new_future(key)
         self._send_graph([task], [key])
+        del args, kwargs  # only now may their futures go
         return fut
 
     def map(self, func: Callable[..., Any], *iterables: Iterable[Any], key: str | None = None,
@@ -333,14 +336,14 @@ class Client:
         func_bytes = cloudpickle.dumps(func)
         name = key or _name_of(func)
         kw_deps: set[str] = set()
-        kwargs = replace_refs(kwargs, self._is_ref, kw_deps)
+        spec_kwargs = replace_refs(kwargs, self._is_ref, kw_deps)
         futures: list[Future] = []
         tasks: list[dict[str, Any]] = []
         base = next(_priority_counter)
         for i, args in enumerate(zip(*iterables, strict=False)):
             deps = set(kw_deps)
-            args = replace_refs(args, self._is_ref, deps)
-            run_spec = call_spec(func, args, kwargs, func_bytes=func_bytes)
+            spec_args = replace_refs(args, self._is_ref, deps)
+            run_spec = call_spec(func, spec_args, spec_kwargs, func_bytes=func_bytes)
             k = task_key(func, run_spec, pure)
             if name != k.rsplit("-", 1)[0]:
                 k = f"{name}-{k.rsplit('-', 1)[1]}"

@@ -257,14 +257,18 @@ class SchedulerState:
                 stale.append(key)
         if stale:
             self.to_worker(ws, {"op": "free-keys", "keys": stale})
+        self._retry_unrunnable()
+        self._fill_workers()
+        self.retry_replication()
+        return ws
+
+    def _retry_unrunnable(self) -> None:
+        """Place tasks that were ready when no worker could run them (none, or all paused)."""
         for ts in list(self.unrunnable):
             self.unrunnable.discard(ts)
             if ts.state == NO_WORKER:
                 ts.state = RELEASED
                 self._make_ready(ts)
-        self._fill_workers()
-        self.retry_replication()
-        return ws
 
     def remove_worker(self, address: str, *, reason: str = "connection lost") -> None:
         """The worker is gone (crashed, killed, retired): recover what it had."""
@@ -317,6 +321,7 @@ class SchedulerState:
             ws.status = status
             self.log_event("pause" if status == "paused" else "resume", ws.name, reason)
             if status == RUNNING:
+                self._retry_unrunnable()
                 self._fill_workers()
 
     def memory_restart(self, address: str, reason: str) -> None:

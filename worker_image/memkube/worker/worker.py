@@ -442,11 +442,15 @@ class Worker:
     # ------------------------------------------------------------------ memory callbacks
 
     async def _on_pause(self, reason: str = "") -> None:
-        log.warning("paused: %s", reason)
+        if not self._resumed.is_set():
+            return  # already paused: nothing new to tell
+        log.info("paused: %s", reason)  # the memory manager warns, rate-limited
         self._resumed.clear()
         self._send({"op": "worker-status", "status": "paused", "reason": reason})
 
     async def _on_resume(self, reason: str = "") -> None:
+        if self._resumed.is_set():
+            return
         log.info("resumed: %s", reason)
         self._resumed.set()
         self._send({"op": "worker-status", "status": "running", "reason": reason})
