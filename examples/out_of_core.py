@@ -68,7 +68,7 @@ def main() -> int:
     print(f"workers killed by the kernel (OOM): {kernel_kills}; memory restarts: {restarts}")
     print(f"time: {elapsed:.1f} s")
     ok = correct and kernel_kills == 0
-    print("OK: the pool held several times its memory and no worker was killed" if ok
+    print("OK: the pool held several times its memory and the kernel killed no worker" if ok
           else "FAILED")
     return 0 if ok else 1
 
