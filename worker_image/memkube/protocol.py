@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
+import aiohttp
 import msgpack
 
 from .errors import ProtocolError
@@ -125,6 +126,19 @@ def decode(frame: bytes | str, allowed: frozenset[str] | None = None) -> list[Me
     if not isinstance(ops, list):
         raise ProtocolError("a frame must be a list of operations")
     return [validate(op, allowed) for op in ops]
+
+
+async def receive_ops(ws: Any, allowed: frozenset[str], peer: str) -> AsyncIterator[list[Message]]:
+    """Validated batches from a client-side websocket, until it closes or misbehaves
+    (a bad frame from ``peer`` is logged and ends the stream)."""
+    async for raw in ws:
+        if raw.type != aiohttp.WSMsgType.BINARY:
+            return
+        try:
+            yield decode(raw.data, allowed)
+        except ProtocolError as exc:
+            log.error("bad message from %s: %s", peer, exc)
+            return
 
 
 def ops_allowed(*ops: str) -> frozenset[str]:

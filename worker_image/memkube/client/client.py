@@ -32,13 +32,12 @@ from ..errors import (
     CancelledError,
     CommError,
     DataLostError,
-    ProtocolError,
     RetireError,
     TaskError,
     TimeoutError,
 )
 from ..loop import LoopThread
-from ..protocol import MAX_FRAME, BatchedSend, Message, decode, ops_allowed
+from ..protocol import MAX_FRAME, BatchedSend, Message, ops_allowed, receive_ops
 from ..security import Auth, TLSConfig, token_from_env
 from ..taskspec import call_spec, replace_refs, task_key
 from .futures import CANCELLED, ERROR, FINISHED, Future, FutureState
@@ -180,14 +179,7 @@ class Client:
 
     async def _listen(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         try:
-            async for raw in ws:
-                if raw.type != aiohttp.WSMsgType.BINARY:
-                    break
-                try:
-                    ops = decode(raw.data, SCHEDULER_OPS)
-                except ProtocolError as exc:
-                    log.error("bad message from the scheduler: %s", exc)
-                    break
+            async for ops in receive_ops(ws, SCHEDULER_OPS, "the scheduler"):
                 for msg in ops:
                     self._handle(msg)
         finally:

@@ -27,6 +27,7 @@ from ..addresses import Address
 from ..errors import ProtocolError, RetireError
 from ..protocol import MAX_FRAME, BatchedSend, Message, decode, encode, ops_allowed
 from ..security import Auth, TLSConfig
+from ..serving import peer_session, start_server
 from .model import RETIRING
 from .pool import pool_snapshot
 from .retire import Retirement, plan_retirement
@@ -104,20 +105,8 @@ class Scheduler:
         return app
 
     async def start(self) -> Self:
-        self._session = aiohttp.ClientSession(
-            headers=self.auth.headers(),
-            connector=aiohttp.TCPConnector(ssl=self.tls.client_context() or False, limit=64),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-        )
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=5.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port,
-                           ssl_context=self.tls.server_context())
-        await site.start()
-        server: Any = site._server  # aiohttp exposes the bound port only here
-        sockets = server.sockets if server else []
-        self.port = sockets[0].getsockname()[1] if sockets else self.port
+        self._session = peer_session(self.auth, self.tls, limit=64)
+        self._runner, self.port = await start_server(self.app, self.host, self.port, self.tls)
         scheme = "tls" if self.tls.enabled else "tcp"
         self.address = str(Address(scheme, self.host, self.port))
         self._tasks.append(asyncio.create_task(self._watch_workers()))

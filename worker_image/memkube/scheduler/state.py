@@ -382,8 +382,7 @@ class SchedulerState:
         ts = self.tasks.get(key)
         if ws is None or ts is None or ts.processing_on is not ws:
             return
-        ws.processing.discard(ts)
-        ts.processing_on = None
+        self._unassign(ts)
         ts.state = ERRED
         ts.exception, ts.traceback, ts.exception_text = exception, traceback, text
         self._report_erred(ts, ts.who_wants)
@@ -451,8 +450,7 @@ class SchedulerState:
             if dep.state == MEMORY and not dep.who_has:
                 dep.fetch_failures = 0
                 self._key_lost(dep)
-        ws.processing.discard(ts)
-        ts.processing_on = None
+        self._unassign(ts)
         ts.state = RELEASED
         if self._needed(ts):
             self._ensure_computed(ts)
@@ -464,13 +462,18 @@ class SchedulerState:
         ts = self.tasks.get(key)
         if ws is None or ts is None or ts.processing_on is not ws:
             return
-        ws.processing.discard(ts)
-        ts.processing_on = None
+        self._unassign(ts)
         ts.state = RELEASED
         if self._needed(ts):
             self._ensure_computed(ts)
 
     # ------------------------------------------------------------------ transitions
+
+    def _unassign(self, ts: TaskState) -> None:
+        """Take ``ts`` off the worker it was processing on (if any)."""
+        if ts.processing_on is not None:
+            ts.processing_on.processing.discard(ts)
+            ts.processing_on = None
 
     def _needed(self, ts: TaskState) -> bool:
         return bool(ts.who_wants or ts.waiters)
@@ -642,9 +645,7 @@ class SchedulerState:
             ts.exception = cloudpickle.dumps(error)
             ts.traceback = ""
             ts.exception_text = f"{type(error).__name__}: {error}"
-        if ts.processing_on is not None:
-            ts.processing_on.processing.discard(ts)
-            ts.processing_on = None
+        self._unassign(ts)
         ts.state = ERRED
         self.unrunnable.discard(ts)
         self._report_erred(ts, ts.who_wants)

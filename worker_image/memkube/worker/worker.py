@@ -33,10 +33,11 @@ import cloudpickle
 from aiohttp import web
 
 from ..addresses import Address, parse_address
-from ..errors import CommError, ProtocolError, TaskError
+from ..errors import CommError, TaskError
 from ..memory import MemoryConfig, WorkerMemory, sizeof
-from ..protocol import MAX_FRAME, BatchedSend, Message, decode, ops_allowed
+from ..protocol import MAX_FRAME, BatchedSend, Message, ops_allowed, receive_ops
 from ..security import Auth, TLSConfig
+from ..serving import peer_session, start_server
 from ..taskspec import execute
 from .routes import data_routes
 from .transfer import fetch_from_peer
@@ -120,19 +121,8 @@ class Worker:
 
     async def start(self) -> Self:
         self._loop = asyncio.get_running_loop()
-        self._session = aiohttp.ClientSession(
-            headers=self.auth.headers(),
-            connector=aiohttp.TCPConnector(ssl=self.tls.client_context() or False),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-        )
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port,
-                           ssl_context=self.tls.server_context())
-        await site.start()
-        server: Any = site._server  # aiohttp exposes the bound port only here
-        sockets = server.sockets if server else []
-        self.port = sockets[0].getsockname()[1] if sockets else self.port
+        self._session = peer_session(self.auth, self.tls)
+        self._runner, self.port = await start_server(self.app, self.host, self.port, self.tls)
         scheme = "tls" if self.tls.enabled else "tcp"
         if self._contact:
             self.address = self._contact
@@ -207,14 +197,7 @@ class Worker:
 
     async def _listen(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         try:
-            async for raw in ws:
-                if raw.type != aiohttp.WSMsgType.BINARY:
-                    break
-                try:
-                    ops = decode(raw.data, SCHEDULER_OPS)
-                except ProtocolError as exc:
-                    log.error("bad message from the scheduler: %s", exc)
-                    break
+            async for ops in receive_ops(ws, SCHEDULER_OPS, "the scheduler"):
                 for msg in ops:
                     self._handle(msg)
         finally:
