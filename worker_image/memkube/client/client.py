@@ -23,24 +23,36 @@ from typing import Any, Self, TypeVar
 
 import aiohttp
 import cloudpickle
-import msgpack
 
-from .. import serialize
 from ..addresses import parse_address
 from ..errors import (
     AuthenticationError,
     CancelledError,
     CommError,
-    DataLostError,
     RetireError,
-    TaskError,
     TimeoutError,
 )
 from ..loop import LoopThread
 from ..protocol import MAX_FRAME, BatchedSend, Message, ops_allowed, receive_ops
 from ..security import Auth, TLSConfig, token_from_env
 from ..taskspec import call_spec, replace_refs, task_key
-from .futures import CANCELLED, ERROR, FINISHED, Future, FutureState
+from . import transfer
+from .futures import (
+    CANCELLED,
+    ERROR,
+    FINISHED,
+    Future,
+    FutureState,
+)
+from .futures import (
+    as_list as _as_list,
+)
+from .futures import (
+    collect_futures as _collect_futures,
+)
+from .futures import (
+    rebuild as _rebuild,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -384,73 +396,14 @@ class Client:
         return [values[f.key] for f in futures if f.key in values or errors == "raise"]
 
     async def _fetch(self, keys: list[str]) -> dict[str, Any]:
-        """Values of keys in memory, through the scheduler (which waits out recoveries)."""
-        assert self._session is not None
-        url = self.address.http + "/api/v1/gather"
-        try:
-            async with self._session.post(url, data=msgpack.packb({"keys": keys})) as resp:
-                if resp.status == 401:
-                    raise AuthenticationError("scheduler rejected the token")
-                resp.raise_for_status()
-                payload = await resp.read()
-        except aiohttp.ClientError as exc:
-            raise CommError(f"gather from {self.address} failed: {exc}") from exc
-        items, missing, errs = serialize.unpack_bundle(payload)
-        if errs:
-            key, why = next(iter(errs.items()))
-            raise TaskError(f"the result of {key!r} cannot be serialized: {why}")
-        for key in missing:
-            state = self._states.get(key)
-            if state is not None and state.status == ERROR and state.exception is not None:
-                raise state.exception
-        if missing:
-            raise DataLostError(f"keys {missing[:3]} are in no worker's memory")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, _loads_all, items)
+        return await transfer.fetch(self, keys)
 
     def scatter(self, data: Any, *, hash: bool = True) -> Any:
         """Upload values to the pool; returns futures in the same structure (list/dict/one)."""
         return self.sync(self._scatter, data, hash)
 
     async def _scatter(self, data: Any, hash_keys: bool) -> Any:
-        if isinstance(data, dict):
-            items = dict(data)
-        elif isinstance(data, (list, tuple)):
-            items = {str(i): v for i, v in enumerate(data)}
-        else:
-            items = {"0": data}
-        loop = asyncio.get_running_loop()
-        frames = await loop.run_in_executor(None, _dumps_all, items)
-        keys = {}
-        for name, fr in frames.items():
-            if hash_keys:
-                digest = cloudpickle.dumps(bytes(serialize.pack_header(fr))) + b"".join(
-                    bytes(f) for f in fr)
-                import hashlib
-
-                token = hashlib.blake2b(digest, digest_size=16).hexdigest()
-            else:
-                token = uuid.uuid4().hex
-            value = items[name]
-            keys[name] = f"{type(value).__name__}-{token}"
-        bundle = serialize.pack_bundle({keys[n]: fr for n, fr in frames.items()})
-        body = b"".join(bytes(b) for b in bundle)
-        assert self._session is not None
-        url = self.address.http + "/api/v1/scatter?client=" + self.id
-        futures = {name: self._new_future(key) for name, key in keys.items()}
-        try:
-            async with self._session.post(url, data=body) as resp:
-                if resp.status != 200:
-                    raise CommError(f"scatter failed: {resp.status} {await resp.text()}")
-        except aiohttp.ClientError as exc:
-            raise CommError(f"scatter to {self.address} failed: {exc}") from exc
-        for fut in futures.values():
-            await fut._state.wait()
-        if isinstance(data, dict):
-            return futures
-        if isinstance(data, (list, tuple)):
-            return [futures[str(i)] for i in range(len(data))]
-        return futures["0"]
+        return await transfer.scatter(self, data, hash_keys)
 
     # ------------------------------------------------------------------ lifetime
 
@@ -641,43 +594,6 @@ def _name_of(func: Any) -> str:
     from ..taskspec import key_name
 
     return key_name(func)
-
-
-def _as_list(futures: Any) -> list[Future]:
-    if isinstance(futures, Future):
-        return [futures]
-    found: list[Future] = []
-    _collect_futures(futures, found)
-    return found
-
-
-def _collect_futures(obj: Any, out: list[Future]) -> None:
-    if isinstance(obj, Future):
-        out.append(obj)
-    elif isinstance(obj, (list, tuple, set)):
-        for x in obj:
-            _collect_futures(x, out)
-    elif isinstance(obj, dict):
-        for x in obj.values():
-            _collect_futures(x, out)
-
-
-def _rebuild(obj: Any, values: dict[str, Any]) -> Any:
-    if isinstance(obj, Future):
-        return values.get(obj.key)
-    if isinstance(obj, (list, tuple, set)):
-        return type(obj)(_rebuild(x, values) for x in obj)
-    if isinstance(obj, dict):
-        return {k: _rebuild(v, values) for k, v in obj.items()}
-    return obj
-
-
-def _loads_all(items: dict[str, list[memoryview]]) -> dict[str, Any]:
-    return {k: serialize.loads(frames) for k, frames in items.items()}
-
-
-def _dumps_all(items: dict[str, Any]) -> dict[str, list[Any]]:
-    return {k: serialize.dumps(v) for k, v in items.items()}
 
 
 __all__ = ["CancelledError", "Client"]

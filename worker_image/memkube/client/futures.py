@@ -175,3 +175,33 @@ class Future:
     def __reduce__(self) -> Any:
         raise TypeError("memkube futures cannot be pickled; pass them as task arguments")
 
+
+# Nested structures of futures (lists, tuples, sets, dicts), as gather and cancel take them.
+
+def as_list(futures: Any) -> list[Future]:
+    if isinstance(futures, Future):
+        return [futures]
+    found: list[Future] = []
+    collect_futures(futures, found)
+    return found
+
+
+def collect_futures(obj: Any, out: list[Future]) -> None:
+    if isinstance(obj, Future):
+        out.append(obj)
+    elif isinstance(obj, (list, tuple, set)):
+        for x in obj:
+            collect_futures(x, out)
+    elif isinstance(obj, dict):
+        for x in obj.values():
+            collect_futures(x, out)
+
+
+def rebuild(obj: Any, values: dict[str, Any]) -> Any:
+    if isinstance(obj, Future):
+        return values.get(obj.key)
+    if isinstance(obj, (list, tuple, set)):
+        return type(obj)(rebuild(x, values) for x in obj)
+    if isinstance(obj, dict):
+        return {k: rebuild(v, values) for k, v in obj.items()}
+    return obj

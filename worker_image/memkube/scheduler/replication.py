@@ -8,7 +8,7 @@ Rules (ARCHITECTURE.md, "Data lifetime"):
 - under memory pressure a worker's surplus replicas are dropped before anything is
   spilled; the last copy of a key is never dropped.
 
-Functions here act on a :class:`~memkube.scheduler.state.SchedulerState` through its outbox;
+Functions here act on a :class:`~memkube.scheduler.core.SchedulerCore` through its outbox;
 they perform no I/O.
 """
 
@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 from .model import MEMORY, RUNNING, TaskState, WorkerState
 
 if TYPE_CHECKING:
-    from .state import SchedulerState
+    from .core import SchedulerCore
 
 
-def replicate_key(state: SchedulerState, ts: TaskState) -> None:
+def replicate_key(state: SchedulerCore, ts: TaskState) -> None:
     """Ask workers to fetch copies until ``ts`` has its desired number (or none can)."""
     if ts.state != MEMORY or not ts.who_has:
         state.underreplicated.discard(ts)
@@ -43,7 +43,7 @@ def replicate_key(state: SchedulerState, ts: TaskState) -> None:
         state.underreplicated.discard(ts)
 
 
-def choose_replica_targets(state: SchedulerState, ts: TaskState, count: int) -> list[WorkerState]:
+def choose_replica_targets(state: SchedulerCore, ts: TaskState, count: int) -> list[WorkerState]:
     """Up to ``count`` workers to hold new copies of ``ts``, best first."""
     taken = ts.who_has | ts.replicating_to
     used_nodes = {w.node for w in taken if w.node}
@@ -65,7 +65,7 @@ def choose_replica_targets(state: SchedulerState, ts: TaskState, count: int) -> 
     return chosen
 
 
-def drop_surplus_replicas(state: SchedulerState, ws: WorkerState) -> list[str]:
+def drop_surplus_replicas(state: SchedulerCore, ws: WorkerState) -> list[str]:
     """Free surplus copies on a worker above its memory target, largest first.
 
     Returns the keys dropped. A key is surplus on ``ws`` when it has more copies than it
@@ -92,7 +92,7 @@ def drop_surplus_replicas(state: SchedulerState, ws: WorkerState) -> list[str]:
     return dropped
 
 
-def shortfall(state: SchedulerState) -> int:
+def shortfall(state: SchedulerCore) -> int:
     """Copies missing across the pool (for metrics and status)."""
     return sum(
         max(0, state.desired_replicas(ts) - len(ts.who_has))

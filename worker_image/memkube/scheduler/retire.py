@@ -21,7 +21,7 @@ from ..errors import RetireError
 from .model import RETIRING, RUNNING, TaskState, WorkerState
 
 if TYPE_CHECKING:
-    from .state import SchedulerState
+    from .core import SchedulerCore
 
 
 @dataclass(eq=False)
@@ -51,7 +51,7 @@ def capacity(ws: WorkerState) -> float:
     return in_memory + max(0, int(max_spill) - int(figures.get("spilled", 0)))
 
 
-def plan_retirement(state: SchedulerState, *, names: list[str] | None = None,
+def plan_retirement(state: SchedulerCore, *, names: list[str] | None = None,
                     n: int | None = None) -> Retirement:
     active = [w for w in state.workers.values() if w.status != RETIRING]
     unknown: list[str] = []
@@ -96,7 +96,7 @@ def _keys_to_move(leaving: set[WorkerState]) -> set[TaskState]:
     return {ts for ws in leaving for ts in ws.has_what if ts.who_has <= leaving}
 
 
-def _move(state: SchedulerState, ts: TaskState) -> None:
+def _move(state: SchedulerCore, ts: TaskState) -> None:
     """Ask the emptiest running worker to copy ``ts`` unless a copy is already on its way."""
     if any(w.status != RETIRING for w in ts.replicating_to):
         return
@@ -111,7 +111,7 @@ def _move(state: SchedulerState, ts: TaskState) -> None:
                              "nbytes": {ts.key: ts.nbytes}})
 
 
-def progress_retirements(state: SchedulerState) -> None:
+def progress_retirements(state: SchedulerCore) -> None:
     for retirement in list(state.retirements):
         live = [w for w in retirement.workers if w.address in state.workers]
         leaving = set(live)

@@ -1,0 +1,100 @@
+"""Moving values in and out of the pool, through the scheduler's HTTP endpoints.
+
+``fetch`` is ``POST /api/v1/gather`` (the scheduler collects the frames from the holders
+and waits out recomputations); ``scatter`` is ``POST /api/v1/scatter`` (the scheduler
+places the values on workers). Serialization runs in a thread, off the client's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import msgpack
+
+from .. import serialize
+from ..errors import AuthenticationError, CommError, DataLostError, TaskError
+from .futures import ERROR
+
+if TYPE_CHECKING:
+    from .client import Client
+
+
+async def fetch(client: Client, keys: list[str]) -> dict[str, Any]:
+    """Values of keys in memory; raises the task's error, or DataLostError if gone."""
+    assert client._session is not None
+    url = client.address.http + "/api/v1/gather"
+    try:
+        async with client._session.post(url, data=msgpack.packb({"keys": keys})) as resp:
+            if resp.status == 401:
+                raise AuthenticationError("scheduler rejected the token")
+            resp.raise_for_status()
+            payload = await resp.read()
+    except aiohttp.ClientError as exc:
+        raise CommError(f"gather from {client.address} failed: {exc}") from exc
+    items, missing, errs = serialize.unpack_bundle(payload)
+    if errs:
+        key, why = next(iter(errs.items()))
+        raise TaskError(f"the result of {key!r} cannot be serialized: {why}")
+    for key in missing:
+        state = client._states.get(key)
+        if state is not None and state.status == ERROR and state.exception is not None:
+            raise state.exception
+    if missing:
+        raise DataLostError(f"keys {missing[:3]} are in no worker's memory")
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, _loads_all, items)
+
+
+async def scatter(client: Client, data: Any, hash_keys: bool) -> Any:
+    """Upload ``data`` (one value, a list or a dict); futures in the same structure."""
+    if isinstance(data, dict):
+        items = dict(data)
+    elif isinstance(data, (list, tuple)):
+        items = {str(i): v for i, v in enumerate(data)}
+    else:
+        items = {"0": data}
+    loop = asyncio.get_running_loop()
+    frames = await loop.run_in_executor(None, _dumps_all, items)
+    keys = {name: f"{type(items[name]).__name__}-{_token(fr) if hash_keys else uuid.uuid4().hex}"
+            for name, fr in frames.items()}
+    bundle = serialize.pack_bundle({keys[n]: fr for n, fr in frames.items()})
+    assert client._session is not None
+    url = client.address.http + "/api/v1/scatter?client=" + client.id
+    futures = {name: client._new_future(key) for name, key in keys.items()}
+    try:
+        async with client._session.post(url, data=b"".join(bytes(b) for b in bundle)) as resp:
+            if resp.status != 200:
+                raise CommError(f"scatter failed: {resp.status} {await resp.text()}")
+    except aiohttp.ClientError as exc:
+        raise CommError(f"scatter to {client.address} failed: {exc}") from exc
+    for fut in futures.values():
+        await fut._state.wait()
+    if isinstance(data, dict):
+        return futures
+    if isinstance(data, (list, tuple)):
+        return [futures[str(i)] for i in range(len(data))]
+    return futures["0"]
+
+
+def _token(frames: list[serialize.Frame]) -> str:
+    """A content hash of a value's frames (equal values, equal keys), without copying them."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(serialize.pack_header(frames))
+    for frame in frames:
+        digest.update(frame)
+    return digest.hexdigest()
+
+
+def _loads_all(items: dict[str, list[memoryview]]) -> dict[str, Any]:
+    return {k: serialize.loads(frames) for k, frames in items.items()}
+
+
+def _dumps_all(items: dict[str, Any]) -> dict[str, list[serialize.Frame]]:
+    return {k: serialize.dumps(v) for k, v in items.items()}
+
+
+
