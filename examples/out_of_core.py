@@ -52,8 +52,14 @@ def main() -> int:
         total = client.submit(sum, sums).result()
         elapsed = time.perf_counter() - start
 
+        finished_at = time.time()
         expected = sum(chunk_sum(make_chunk(i)) for i in range(nchunks))
+        # Memory figures come with the workers' heartbeats (once a second): wait for ones
+        # sent after the work finished.
         info = client.scheduler_info()
+        while any(w["last_seen"] < finished_at for w in info["workers"].values()):
+            time.sleep(0.1)
+            info = client.scheduler_info()
         workers = info["workers"].values()
         spilled_total = sum(w["memory"]["spill_bytes"] for w in workers)
         on_disk = sum(w["memory"]["spilled"] for w in workers)

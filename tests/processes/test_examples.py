@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_main_job_example_spills_and_kills_no_worker() -> None:
     out = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "out_of_core.py"), "--gib", "1",
+        [sys.executable, str(ROOT / "examples" / "out_of_core.py"), "--gib", "1.5",
          "--limit", "400MiB"],
         capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
