@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
+# The memory figures are defined once, by their producer.
+from ..memory.manager import MemoryFigures
+
 WorkerState = Literal["normal", "spilling", "paused"]
 WorkerStatus = Literal["running", "paused", "retiring"]
 # The kinds in docs/internals.md, plus those the scheduler also reports; the page shows any
@@ -23,36 +26,6 @@ EventKind = Literal[
 
 THRESHOLD_NAMES: tuple[str, ...] = ("target", "spill", "pause", "terminate")
 MEMORY_TYPES: tuple[str, ...] = ("managed", "unmanaged", "spilled")
-
-
-class Thresholds(TypedDict):
-    """Fractions of the memory limit; ``None`` means that threshold is disabled."""
-
-    target: float | None
-    spill: float | None
-    pause: float | None
-    terminate: float | None
-
-
-class MemoryFigures(TypedDict):
-    """One worker's memory, as its memory manager reports it (bytes, seconds, counts)."""
-
-    limit: int | None
-    process: int
-    managed: int
-    unmanaged: int
-    spilled: int
-    cgroup_usage: int | None
-    paused: bool
-    state: WorkerState
-    spill_count: int
-    spill_bytes: int
-    spill_seconds: float
-    unspill_count: int
-    unspill_bytes: int
-    unspill_seconds: float
-    spill_full: bool
-    thresholds: Thresholds
 
 
 class WorkerTasks(TypedDict):
