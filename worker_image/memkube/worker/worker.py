@@ -423,8 +423,19 @@ class Worker:
         elif report["op"] == "task-finished" and not self._closing:
             # Cancelled while running: the result is not wanted.
             self.io_executor.submit(self._free, [wt.key])
-        if not self._closing:
+        if self._closing:
+            return
+        limit = self.memory.config.limit
+        if limit and report.get("nbytes", 0) * 100 > limit:
+            # A large result: let the memory manager act on it (spill, pause) before the
+            # next task allocates on top, instead of at its next reading.
+            self._loop.create_task(self._settle_memory_then_start())
+        else:
             self._start_ready()
+
+    async def _settle_memory_then_start(self) -> None:
+        await self.memory.check_now()
+        self._start_ready()
 
     # ------------------------------------------------------------------ memory callbacks
 
