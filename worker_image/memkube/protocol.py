@@ -200,8 +200,8 @@ class BatchedSend:
     async def close(self) -> None:
         try:
             await self.flush()
-        except (ConnectionError, RuntimeError):
-            pass
+        except (ConnectionError, RuntimeError) as exc:  # the peer went first: nothing to do
+            log.debug("batched send closed before its last batch went out: %s", exc)
         self.closed = True
         self._wake.set()
         if self._task is not None:
