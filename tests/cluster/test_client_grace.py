@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 from inprocess_pool import Pool
-
 from memkube import Client
 
 

@@ -7,6 +7,7 @@ import operator
 import pytest
 from inprocess_pool import Pool
 from memkube.client.graphs import submit_graph
+from trees import tree_reduction
 
 
 def chunk(i: int) -> bytes:
@@ -18,19 +19,10 @@ def combine(a: bytes, b: bytes) -> bytes:
 
 
 def tree_graph(n: int) -> tuple[dict, str]:
-    graph: dict = {f"leaf-{i}": (chunk, i) for i in range(n)}
-    level = [f"leaf-{i}" for i in range(n)]
-    depth = 0
-    while len(level) > 1:
-        depth += 1
-        nxt = []
-        for j in range(0, len(level), 2):
-            key = f"sum-{depth}-{j // 2}"
-            parts = level[j:j + 2]
-            graph[key] = (combine, parts[0], parts[-1])
-            nxt.append(key)
-        level = nxt
-    return graph, level[0]
+    leaves, sums, root = tree_reduction(n)
+    graph: dict = {leaf: (chunk, i) for i, leaf in enumerate(leaves)}
+    graph.update({key: (combine, parts[0], parts[-1]) for key, parts in sums.items()})
+    return graph, root
 
 
 async def peak_for(pool: Pool, how: str) -> int:

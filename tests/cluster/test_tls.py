@@ -9,7 +9,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-
 from memkube import Client
 from memkube.memory import MemoryConfig
 from memkube.scheduler import Scheduler

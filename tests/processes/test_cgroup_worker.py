@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from memkube import Client, LocalCluster
 from memkube.memory.child import child_cgroup_unavailable_reason
 

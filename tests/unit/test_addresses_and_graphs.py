@@ -9,6 +9,7 @@ from memkube.addresses import parse_address
 from memkube.client.graphs import graph_order, to_tasks
 from memkube.errors import ConfigError
 from memkube.taskspec import execute
+from trees import tree_reduction
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -42,18 +43,8 @@ def test_legacy_tuple_graph_executes_with_key_references() -> None:
 
 def tree(n: int) -> dict[str, set[str]]:
     """A binary tree reduction over n leaves: {key: dependencies}."""
-    deps: dict[str, set[str]] = {f"leaf-{i}": set() for i in range(n)}
-    level = [f"leaf-{i}" for i in range(n)]
-    depth = 0
-    while len(level) > 1:
-        depth += 1
-        nxt = []
-        for j in range(0, len(level), 2):
-            key = f"sum-{depth}-{j // 2}"
-            deps[key] = set(level[j:j + 2])
-            nxt.append(key)
-        level = nxt
-    return deps
+    leaves, sums, _ = tree_reduction(n)
+    return {**{leaf: set() for leaf in leaves}, **{k: set(p) for k, p in sums.items()}}
 
 
 def peak_live(deps: dict[str, set[str]], order: dict[str, int]) -> int:
