@@ -12,6 +12,7 @@ when it is SIGKILLed, and they exit on their own when the scheduler is gone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
@@ -146,7 +147,9 @@ class LocalCluster:
             if time.monotonic() > deadline:
                 raise CommError(f"only {len(self.scheduler.state.workers)} of {n} workers "
                                 f"connected within {timeout} s")
-            await asyncio.sleep(0.02)
+            # Woken by each registration; the short timeout only rechecks for dead workers.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.scheduler.wait_for_workers(n), 0.5)
 
     def _worker_command(self, name: str) -> list[str]:
         cmd = [sys.executable, "-m", "memkube", "worker", self.scheduler.address,
