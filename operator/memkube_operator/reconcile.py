@@ -61,6 +61,7 @@ class Reconciler:
         self.config = config
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._pending: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # every poked pass, waiting or running
 
     def poke(self, namespace: str, name: str) -> None:
         """Schedule a pass soon (for pod events); coalesces with one already waiting."""
@@ -69,6 +70,8 @@ class Reconciler:
             return
         task = asyncio.create_task(self._poked(namespace, name))
         task.add_done_callback(_log_crash)
+        task.add_done_callback(self._tasks.discard)
+        self._tasks.add(task)
         self._pending[key] = task
 
     async def _poked(self, namespace: str, name: str) -> None:
@@ -88,8 +91,8 @@ class Reconciler:
             await self._pass(namespace, name)
 
     async def close(self) -> None:
-        """Cancel passes waiting for pod events, then close the API client."""
-        pending = list(self._pending.values())
+        """Cancel passes started by pod events (waiting or running), then close the client."""
+        pending = list(self._tasks)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

@@ -17,6 +17,7 @@ import copy
 import datetime
 import itertools
 import json
+import ssl
 import threading
 import time
 import uuid
@@ -68,9 +69,10 @@ class Kube:
         self.cert = cert
         self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(
-            base_url=server, verify=str(ca), headers=headers, timeout=30.0,
-            cert=(str(cert[0]), str(cert[1])) if cert else None)
+        context = ssl.create_default_context(cafile=str(ca))
+        if cert:
+            context.load_cert_chain(str(cert[0]), str(cert[1]))
+        self.http = httpx.Client(base_url=server, verify=context, headers=headers, timeout=30.0)
 
     def close(self) -> None:
         self.http.close()
@@ -195,36 +197,53 @@ class Kube:
         for pod in self.objects("", "v1", "pods", namespace, selector):
             if pod["metadata"].get("deletionTimestamp"):
                 continue
-            try:
-                done.append(self._write_status(pod, ready_status(pod)))
-            except KubeError as exc:
-                if exc.status != 404:  # deleted meanwhile
-                    raise
+            written = self._update_status(namespace, pod["metadata"]["name"], ready_status)
+            if written is not None:
+                done.append(written)
         return done
 
     def set_oom_killed(self, namespace: str, name: str, container: str | None = None) -> Obj:
         """Report a container OOM-killed (exit 137) and restarted, as the kubelet does."""
-        pod = self.request("GET", path("", "v1", "pods", namespace, name))
-        status = pod.get("status") or {}
-        if not status.get("containerStatuses"):
-            status = ready_status(pod)
-        stamp = now()
-        target = next((c for c in status["containerStatuses"] if container in (None, c["name"])), None)
-        if target is None:
-            raise KeyError(f"pod {namespace}/{name} has no container {container!r}")
-        target["lastState"] = {"terminated": {"exitCode": 137, "reason": "OOMKilled",
-                                              "startedAt": stamp, "finishedAt": stamp,
-                                              "containerID": target["containerID"]}}
-        target["restartCount"] = int(target.get("restartCount", 0)) + 1
-        target["state"] = {"running": {"startedAt": stamp}}
-        return self._write_status(pod, status)
 
-    def _write_status(self, pod: Obj, status: Obj) -> Obj:
-        meta = pod["metadata"]
-        body = {**pod, "status": status}
-        result: Obj = self.request(
-            "PUT", path("", "v1", "pods", meta["namespace"], meta["name"], "status"), body=body)
-        return result
+        def killed(pod: Obj) -> Obj:
+            status = pod.get("status") or {}
+            if not status.get("containerStatuses"):
+                status = ready_status(pod)
+            stamp = now()
+            target = next(
+                (c for c in status["containerStatuses"] if container in (None, c["name"])), None)
+            if target is None:
+                raise KeyError(f"pod {namespace}/{name} has no container {container!r}")
+            target["lastState"] = {"terminated": {"exitCode": 137, "reason": "OOMKilled",
+                                                  "startedAt": stamp, "finishedAt": stamp,
+                                                  "containerID": target["containerID"]}}
+            target["restartCount"] = int(target.get("restartCount", 0)) + 1
+            target["state"] = {"running": {"startedAt": stamp}}
+            return status
+
+        written = self._update_status(namespace, name, killed)
+        if written is None:
+            raise KubeError(404, f"pod {namespace}/{name} is gone", "set_oom_killed")
+        return written
+
+    def _update_status(self, namespace: str, name: str, change: Callable[[Obj], Obj]) -> Obj | None:
+        """Read, change and write a pod's status, again on a conflict (the scheduler writes
+        its PodScheduled condition meanwhile); None when the pod is gone."""
+        url = path("", "v1", "pods", namespace, name)
+        for _ in range(10):
+            pod = self.get_object("", "v1", "pods", namespace, name)
+            if pod is None:
+                return None
+            try:
+                result: Obj = self.request("PUT", url + "/status",
+                                           body={**pod, "status": change(pod)})
+                return result
+            except KubeError as exc:
+                if exc.status == 404:
+                    return None
+                if exc.status != 409:
+                    raise
+        raise TimeoutError(f"status of pod {namespace}/{name} kept conflicting")
 
     # ----- waiting -------------------------------------------------------------------------
     def until(self, check: Callable[[], bool], namespace: str, timeout: float = 30.0,

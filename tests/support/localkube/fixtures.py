@@ -62,7 +62,7 @@ def establish_crd(kube: Kube, crd: Path = CRD, timeout: float = 60.0) -> str:
     deadline = time.monotonic() + timeout
     while True:
         got = kube.get_object("apiextensions.k8s.io", "v1", "customresourcedefinitions", None, name)
-        conds = {c["type"]: c["status"] for c in ((got or {}).get("status") or {}).get("conditions", [])}
+        conds = {c["type"]: c["status"] for c in ((got or {}).get("status") or {}).get("conditions") or []}
         if conds.get("Established") == "True":
             try:
                 kube.request("GET", f"/apis/{group}/{version}")

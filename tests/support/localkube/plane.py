@@ -137,6 +137,8 @@ class ControlPlane:
                 f"--service-account-key-file={pki.sa_pub}",
                 f"--service-account-signing-key-file={pki.sa_key}",
                 "--allow-privileged=false",
+                # The kubernetes Service cannot point at a loopback address: no endpoints.
+                "--endpoint-reconciler-type=none",
                 "--profiling=false",
                 "--v=1",
             ],
