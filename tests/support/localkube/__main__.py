@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .binaries import ROOT, Unavailable
+from .crds import WORKERPOOL_CRD
 from .plane import ControlPlane
 
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         existing.stop()  # half dead: start afresh
     shutil.rmtree(directory, ignore_errors=True)
     try:
-        plane = ControlPlane(directory).start()
+        plane = ControlPlane(directory, crds=(WORKERPOOL_CRD,)).start()
     except Unavailable as exc:
         print(f"cannot start a control plane: {exc}", file=sys.stderr)
         return 3

@@ -76,6 +76,9 @@ class ControlPlane:
     components: list[Component] = field(default_factory=list)
     server: str = ""
     started_seconds: float = 0.0
+    crds: tuple[Path, ...] = ()
+    """CRDs created before the controller manager starts: its garbage collector reads
+    discovery at start and then only every 30 s, so cascades on these work at once."""
 
     @property
     def kubeconfig(self) -> Path:
@@ -190,6 +193,8 @@ class ControlPlane:
                 self._save()
                 if comp is etcd or comp is apiserver:  # the others need them up first
                     self._wait_healthy(comp, t0 + timeout)
+                if comp is apiserver:
+                    self._create_crds(t0 + timeout)
             for comp in (kcm, scheduler):
                 self._wait_healthy(comp, t0 + timeout)
             self._wait_ready(t0 + timeout)
@@ -199,6 +204,20 @@ class ControlPlane:
         self.started_seconds = time.monotonic() - t0
         self._save()
         return self
+
+    def _create_crds(self, deadline: float) -> None:
+        from .api import Kube
+        from .crds import establish_crd
+
+        if not self.crds:
+            return
+        pki = self.pki
+        kube = Kube(self.server, pki.ca.cert, cert=(pki.admin.cert, pki.admin.key))
+        try:
+            for crd in self.crds:
+                establish_crd(kube, crd, timeout=max(1.0, deadline - time.monotonic()))
+        finally:
+            kube.close()
 
     def _write_kubeconfigs(self, pki: Pki) -> None:
         for path, pair, user in (
