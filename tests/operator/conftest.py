@@ -34,9 +34,7 @@ def example() -> dict[str, Any]:
 
 
 @pytest.fixture
-def api(
-    control_plane: ControlPlane, kube: Kube, workerpool_crd: str, namespace: str
-) -> ClusterApi:
+def api(control_plane: ControlPlane, kube: Kube, workerpool_crd: str, namespace: str) -> ClusterApi:
     """The session's real API server (WorkerPool CRD established), in a fresh namespace."""
     return ClusterApi(kube, control_plane, namespace)
 

@@ -66,7 +66,12 @@ class ClusterApi:
     def scale(self, pool: str, replicas: int) -> dict[str, Any]:
         """What ``kubectl scale`` does: a merge patch of the scale subresource."""
         return self.kube.patch_object(
-            GROUP, VERSION, PLURAL, self.ns, pool, {"spec": {"replicas": replicas}},
+            GROUP,
+            VERSION,
+            PLURAL,
+            self.ns,
+            pool,
+            {"spec": {"replicas": replicas}},
             subresource="scale",
         )
 

@@ -72,7 +72,9 @@ class FaultProxy:
         if verdict is not None and not verdict[1]:
             return self._fail(request, verdict[0])
         headers = {
-            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length", "authorization")
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in ("host", "content-length", "authorization")
         }
         body = await request.read()
         async with self._session.request(

@@ -197,8 +197,7 @@ async def test_throttling_waits_as_long_as_retry_after_says(api: ClusterApi) -> 
     def login() -> kopf.ConnectionInfo:
         return kopf.ConnectionInfo(server=proxy.url)
 
-    proxy = proxy_to(api, first(2, 429, after=False, method="GET", suffix="/pods"),
-                     retry_after=7)
+    proxy = proxy_to(api, first(2, 429, after=False, method="GET", suffix="/pods"), retry_after=7)
     await proxy.start()
     client = KubeApi(login, sleep=sleep)
     try:
