@@ -42,8 +42,14 @@ class KubeError(Exception):
         super().__init__(f"{what}: {status} {self.reason}: {self.message}")
 
 
-def path(group: str, version: str, plural: str, namespace: str | None, name: str | None = None,
-         subresource: str | None = None) -> str:
+def path(
+    group: str,
+    version: str,
+    plural: str,
+    namespace: str | None,
+    name: str | None = None,
+    subresource: str | None = None,
+) -> str:
     base = f"/api/{version}" if not group else f"/apis/{group}/{version}"
     if namespace:
         base += f"/namespaces/{namespace}"
@@ -62,8 +68,14 @@ def now() -> str:
 class Kube:
     """Direct API access for tests (admin unless given other credentials)."""
 
-    def __init__(self, server: str, ca: Path, *, cert: tuple[Path, Path] | None = None,
-                 token: str | None = None) -> None:
+    def __init__(
+        self,
+        server: str,
+        ca: Path,
+        *,
+        cert: tuple[Path, Path] | None = None,
+        token: str | None = None,
+    ) -> None:
         self.server = server
         self.ca = ca
         self.cert = cert
@@ -78,8 +90,15 @@ class Kube:
         self.http.close()
 
     # ----- plain REST ----------------------------------------------------------------------
-    def request(self, method: str, url: str, *, body: Any = None, params: Mapping[str, Any] | None = None,
-                content_type: str = "application/json") -> Any:
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
         content = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": content_type} if body is not None else {}
         resp = self.http.request(method, url, content=content, params=params, headers=headers)
@@ -91,8 +110,9 @@ class Kube:
             raise KubeError(resp.status_code, payload, f"{method} {url}")
         return resp.json() if resp.content else {}
 
-    def get_object(self, group: str, version: str, plural: str, namespace: str | None,
-                   name: str) -> Obj | None:
+    def get_object(
+        self, group: str, version: str, plural: str, namespace: str | None, name: str
+    ) -> Obj | None:
         try:
             result: Obj = self.request("GET", path(group, version, plural, namespace, name))
             return result
@@ -101,8 +121,14 @@ class Kube:
                 return None
             raise
 
-    def objects(self, group: str, version: str, plural: str, namespace: str | None = None,
-                selector: str = "") -> list[Obj]:
+    def objects(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str | None = None,
+        selector: str = "",
+    ) -> list[Obj]:
         params = {"labelSelector": selector} if selector else None
         result = self.request("GET", path(group, version, plural, namespace), params=params)
         items: list[Obj] = result.get("items") or []
@@ -111,22 +137,48 @@ class Kube:
     def create_object(self, obj: Mapping[str, Any], *, plural: str | None = None) -> Obj:
         group, version = _group_version(obj["apiVersion"])
         plural = plural or self.plural_of(obj["apiVersion"], obj["kind"])
-        namespace = (obj.get("metadata") or {}).get("namespace") if self.namespaced(group, version, plural) else None
+        namespace = (
+            (obj.get("metadata") or {}).get("namespace")
+            if self.namespaced(group, version, plural)
+            else None
+        )
         result: Obj = self.request("POST", path(group, version, plural, namespace), body=obj)
         return result
 
-    def patch_object(self, group: str, version: str, plural: str, namespace: str | None, name: str,
-                     patch: Mapping[str, Any], *, subresource: str | None = None,
-                     patch_type: str = "merge") -> Obj:
+    def patch_object(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str | None,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        subresource: str | None = None,
+        patch_type: str = "merge",
+    ) -> Obj:
         result: Obj = self.request(
-            "PATCH", path(group, version, plural, namespace, name, subresource), body=patch,
-            content_type={"merge": "application/merge-patch+json",
-                          "json": "application/json-patch+json",
-                          "strategic": "application/strategic-merge-patch+json"}[patch_type])
+            "PATCH",
+            path(group, version, plural, namespace, name, subresource),
+            body=patch,
+            content_type={
+                "merge": "application/merge-patch+json",
+                "json": "application/json-patch+json",
+                "strategic": "application/strategic-merge-patch+json",
+            }[patch_type],
+        )
         return result
 
-    def delete_object(self, group: str, version: str, plural: str, namespace: str | None, name: str,
-                      *, propagation: str | None = None) -> bool:
+    def delete_object(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str | None,
+        name: str,
+        *,
+        propagation: str | None = None,
+    ) -> bool:
         body = {"propagationPolicy": propagation} if propagation else None
         try:
             self.request("DELETE", path(group, version, plural, namespace, name), body=body)
@@ -177,8 +229,9 @@ class Kube:
         once its ``default`` ServiceAccount exists, so pods can be created in it."""
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
         labels = {f"pod-security.kubernetes.io/{m}": enforce for m in ("enforce", "warn", "audit")}
-        self.create_object({"apiVersion": "v1", "kind": "Namespace",
-                            "metadata": {"name": name, "labels": labels}})
+        self.create_object(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+        )
         deadline = time.monotonic() + 60
         while self.get_object("", "v1", "serviceaccounts", name, "default") is None:
             if time.monotonic() > deadline:
@@ -211,12 +264,19 @@ class Kube:
                 status = ready_status(pod)
             stamp = now()
             target = next(
-                (c for c in status["containerStatuses"] if container in (None, c["name"])), None)
+                (c for c in status["containerStatuses"] if container in (None, c["name"])), None
+            )
             if target is None:
                 raise KeyError(f"pod {namespace}/{name} has no container {container!r}")
-            target["lastState"] = {"terminated": {"exitCode": 137, "reason": "OOMKilled",
-                                                  "startedAt": stamp, "finishedAt": stamp,
-                                                  "containerID": target["containerID"]}}
+            target["lastState"] = {
+                "terminated": {
+                    "exitCode": 137,
+                    "reason": "OOMKilled",
+                    "startedAt": stamp,
+                    "finishedAt": stamp,
+                    "containerID": target["containerID"],
+                }
+            }
             target["restartCount"] = int(target.get("restartCount", 0)) + 1
             target["state"] = {"running": {"startedAt": stamp}}
             return status
@@ -235,8 +295,9 @@ class Kube:
             if pod is None:
                 return None
             try:
-                result: Obj = self.request("PUT", url + "/status",
-                                           body={**pod, "status": change(pod)})
+                result: Obj = self.request(
+                    "PUT", url + "/status", body={**pod, "status": change(pod)}
+                )
                 return result
             except KubeError as exc:
                 if exc.status == 404:
@@ -246,8 +307,15 @@ class Kube:
         raise TimeoutError(f"status of pod {namespace}/{name} kept conflicting")
 
     # ----- waiting -------------------------------------------------------------------------
-    def until(self, check: Callable[[], bool], namespace: str, timeout: float = 30.0,
-              *, recheck: float = 1.0, watch: Iterable[tuple[str, str, str]] = ()) -> None:
+    def until(
+        self,
+        check: Callable[[], bool],
+        namespace: str,
+        timeout: float = 30.0,
+        *,
+        recheck: float = 1.0,
+        watch: Iterable[tuple[str, str, str]] = (),
+    ) -> None:
         """Block until ``check()`` holds; re-checked on each event of the namespace's pods and
         WorkerPools (and ``watch``'s extra resources), and every ``recheck`` seconds."""
         if check():
@@ -255,8 +323,10 @@ class Kube:
         changed = threading.Event()
         stop = threading.Event()
         resources = [("", "v1", "pods"), ("memkube.dev", "v1alpha1", "workerpools"), *watch]
-        threads = [threading.Thread(target=self._watch, args=(r, namespace, changed, stop),
-                                    daemon=True) for r in resources]
+        threads = [
+            threading.Thread(target=self.watch, args=(r, namespace, changed.set, stop), daemon=True)
+            for r in resources
+        ]
         for t in threads:
             t.start()
         deadline = time.monotonic() + timeout
@@ -270,21 +340,34 @@ class Kube:
         finally:
             stop.set()
 
-    def _watch(self, resource: tuple[str, str, str], namespace: str, changed: threading.Event,
-               stop: threading.Event) -> None:
+    def watch(
+        self,
+        resource: tuple[str, str, str],
+        namespace: str,
+        on_event: Callable[[], None],
+        stop: threading.Event,
+    ) -> None:
+        """Call ``on_event()`` for every watch event of a resource in the namespace until
+        ``stop`` is set (checked at each event, and at least once a minute), reconnecting
+        after the server ends a watch."""
         url = path(*resource, namespace)
-        params = {"watch": "true", "timeoutSeconds": "60", "allowWatchBookmarks": "false"}
-        try:
-            with self.http.stream("GET", url, params=params, timeout=httpx.Timeout(5.0, read=None)) as resp:
-                for _ in resp.iter_lines():
-                    changed.set()
-                    if stop.is_set():
-                        return
-        except httpx.HTTPError:
-            changed.set()
+        while not stop.is_set():
+            params = {"watch": "true", "timeoutSeconds": "60"}
+            try:
+                with self.http.stream(
+                    "GET", url, params=params, timeout=httpx.Timeout(5.0, read=None)
+                ) as resp:
+                    for _ in resp.iter_lines():
+                        on_event()
+                        if stop.is_set():
+                            return
+            except httpx.HTTPError:
+                on_event()
+                stop.wait(0.5)
 
-    async def until_async(self, check: Callable[[], bool], namespace: str, timeout: float = 30.0,
-                          **kw: Any) -> None:
+    async def until_async(
+        self, check: Callable[[], bool], namespace: str, timeout: float = 30.0, **kw: Any
+    ) -> None:
         import asyncio
 
         await asyncio.to_thread(self.until, check, namespace, timeout, **kw)
@@ -305,17 +388,31 @@ def ready_status(pod: Obj) -> Obj:
     for c in pod["spec"]["containers"]:
         old = previous.get(c["name"], {})
         entry: Obj = {
-            "name": c["name"], "image": c.get("image", ""), "imageID": "",
-            "containerID": f"containerd://{uid[:8]}-{c['name']}", "ready": True, "started": True,
+            "name": c["name"],
+            "image": c.get("image", ""),
+            "imageID": "",
+            "containerID": f"containerd://{uid[:8]}-{c['name']}",
+            "ready": True,
+            "started": True,
             "restartCount": int(old.get("restartCount", 0)),
-            "state": {"running": {"startedAt": stamp}}}
+            "state": {"running": {"startedAt": stamp}},
+        }
         if old.get("lastState"):
             entry["lastState"] = old["lastState"]
         containers.append(entry)
-    conditions = [{"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": stamp}
-                  for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady")]
+    conditions = [
+        {"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": stamp}
+        for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady")
+    ]
     ip = status.get("podIP") or f"127.0.1.{next(_ips) % 250 + 1}"
-    status.update(phase="Running", conditions=conditions, containerStatuses=containers, podIP=ip,
-                  podIPs=[{"ip": ip}], hostIP="127.0.0.1", hostIPs=[{"ip": "127.0.0.1"}],
-                  startTime=status.get("startTime", stamp))
+    status.update(
+        phase="Running",
+        conditions=conditions,
+        containerStatuses=containers,
+        podIP=ip,
+        podIPs=[{"ip": ip}],
+        hostIP="127.0.0.1",
+        hostIPs=[{"ip": "127.0.0.1"}],
+        startTime=status.get("startTime", stamp),
+    )
     return status

@@ -64,7 +64,9 @@ def expected() -> Binaries:
 
 def required() -> bool:
     """True where a missing control plane must fail the run instead of skipping (CI, here)."""
-    return os.environ.get("CI", "").lower() == "true" or os.environ.get("MEMKUBE_REQUIRE_K8S") == "1"
+    return (
+        os.environ.get("CI", "").lower() == "true" or os.environ.get("MEMKUBE_REQUIRE_K8S") == "1"
+    )
 
 
 def ensure(*, build: bool = True) -> Binaries:

@@ -20,7 +20,6 @@ from .crds import WORKERPOOL_CRD, establish_crd
 from .plane import ControlPlane
 
 
-
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     try:

@@ -52,9 +52,18 @@ def kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> dict[
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "memkube-local", "cluster": {"server": server, "certificate-authority": str(ca)}}],
-        "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
-        "contexts": [{"name": "memkube-local", "context": {"cluster": "memkube-local", "user": user}}],
+        "clusters": [
+            {
+                "name": "memkube-local",
+                "cluster": {"server": server, "certificate-authority": str(ca)},
+            }
+        ],
+        "users": [
+            {"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}
+        ],
+        "contexts": [
+            {"name": "memkube-local", "context": {"cluster": "memkube-local", "user": user}}
+        ],
         "current-context": "memkube-local",
     }
 
@@ -282,7 +291,9 @@ class ControlPlane:
             if status == 200:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{comp.name} not healthy at {comp.health}: {status} {body[:500]}")
+                raise TimeoutError(
+                    f"{comp.name} not healthy at {comp.health}: {status} {body[:500]}"
+                )
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
 
@@ -309,7 +320,9 @@ class ControlPlane:
             "server": self.server,
             "kubeconfig": str(self.kubeconfig),
             "started_seconds": round(self.started_seconds, 2),
-            "components": [{"name": c.name, "pid": c.pid, "health": c.health} for c in self.components],
+            "components": [
+                {"name": c.name, "pid": c.pid, "health": c.health} for c in self.components
+            ],
         }
         self.state_file.write_text(json.dumps(state, indent=2))
 
@@ -320,7 +333,9 @@ class ControlPlane:
         state = json.loads(plane.state_file.read_text())
         plane.server = state["server"]
         plane.started_seconds = state.get("started_seconds", 0.0)
-        plane.components = [Component(c["name"], [], c["health"], c["pid"]) for c in state["components"]]
+        plane.components = [
+            Component(c["name"], [], c["health"], c["pid"]) for c in state["components"]
+        ]
         return plane
 
     def healthy(self) -> dict[str, bool]:
