@@ -191,6 +191,9 @@ async def _child(request: dict[str, Any]) -> None:
             json.dumps(await _lifecycle(api, chart, kubeconfig, request["lifecycle"])), flush=True
         )
         return
+    for case in request.get("uninstall") or []:
+        config = helm_sdkpy.Configuration(namespace=case["namespace"], kubeconfig=kubeconfig)
+        await helm_sdkpy.Uninstall(config).run(case["release"], wait=True, timeout=60)
     if request.get("lint"):
         config = helm_sdkpy.Configuration(kubeconfig=kubeconfig)
         print(json.dumps({"lint": await helm_sdkpy.Lint(config).run(chart)}), flush=True)
@@ -209,8 +212,9 @@ async def _child(request: dict[str, Any]) -> None:
         except helm_sdkpy.HelmError as exc:
             print(json.dumps({"error": str(exc)}), flush=True)
             continue
-        # The next case installs the same release name: leave nothing behind.
-        await helm_sdkpy.Uninstall(config).run(case["release"], wait=True, timeout=60)
+        if not case.get("keep"):
+            # The next case installs the same release name: leave nothing behind.
+            await helm_sdkpy.Uninstall(config).run(case["release"], wait=True, timeout=60)
         result = {
             "manifest": release.get("manifest", ""),
             "notes": (release.get("info") or {}).get("notes", ""),

@@ -37,6 +37,13 @@ from .binaries import Binaries, ensure
 from .pki import Pki, make_pki, paths
 
 SERVICE_RANGE = "10.0.0.0/24"
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+"""
 START_TIMEOUT = 120.0
 
 
@@ -94,6 +101,11 @@ class ControlPlane:
         return self.directory / "kubeconfig"
 
     @property
+    def audit_log(self) -> Path:
+        """Every API request at Metadata level, one JSON event a line (who, what, the code)."""
+        return self.directory / "logs" / "audit.log"
+
+    @property
     def state_file(self) -> Path:
         return self.directory / "state.json"
 
@@ -109,6 +121,8 @@ class ControlPlane:
         (self.directory / "pki").mkdir(exist_ok=True)
         (self.directory / "logs").mkdir(exist_ok=True)
         pki = make_pki(self.directory / "pki")
+        policy = self.directory / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
         kcm_port, sched_port = free_port(), free_port()
         self.server = f"https://127.0.0.1:{api_port}"
@@ -151,6 +165,10 @@ class ControlPlane:
                 "--allow-privileged=false",
                 # The kubernetes Service cannot point at a loopback address: no endpoints.
                 "--endpoint-reconciler-type=none",
+                f"--audit-policy-file={policy}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",  # written before the response: tests read it at once
                 "--profiling=false",
                 "--v=1",
             ],
