@@ -245,15 +245,16 @@ class Kube:
     # ----- what a kubelet would write ------------------------------------------------------
     def mark_pods_ready(self, namespace: str, selector: str = "") -> list[Obj]:
         """Report every matching, not-deleting pod Running and Ready, through ``pods/status``
-        (no node runs them: this is the kubelet's part, written by the test)."""
-        done = []
-        for pod in self.objects("", "v1", "pods", namespace, selector):
-            if pod["metadata"].get("deletionTimestamp"):
-                continue
-            written = self._update_status(namespace, pod["metadata"]["name"], ready_status)
-            if written is not None:
-                done.append(written)
-        return done
+        (no node runs them: this is the kubelet's part, written by the test). Pods are
+        written concurrently, as each node's kubelet would."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        names = [p["metadata"]["name"] for p in self.objects("", "v1", "pods", namespace, selector)
+                 if not p["metadata"].get("deletionTimestamp")]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            written = list(pool.map(
+                lambda name: self._update_status(namespace, name, ready_status), names))
+        return [w for w in written if w is not None]
 
     def set_oom_killed(self, namespace: str, name: str, container: str | None = None) -> Obj:
         """Report a container OOM-killed (exit 137) and restarted, as the kubelet does."""
