@@ -287,7 +287,7 @@ class ControlPlane:
 
     def _get(self, url: str) -> tuple[int, str]:
         try:
-            with urllib.request.urlopen(url, timeout=5, context=self._ssl()) as resp:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=5, context=self._ssl()) as resp:
                 return resp.status, resp.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode(errors="replace")

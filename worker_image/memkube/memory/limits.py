@@ -23,8 +23,11 @@ import re
 import psutil
 
 from ..errors import ConfigError
-from ..quantity import MAX_BYTES  # noqa: F401 - re-exported: the parser's limit
-from ..quantity import QuantityError, parse_size
+from ..quantity import (
+    MAX_BYTES,  # noqa: F401 - re-exported: the parser's limit
+    QuantityError,
+    parse_size,
+)
 from .cgroup import own_memory_cgroup
 
 logger = logging.getLogger(__name__)
