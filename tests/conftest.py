@@ -6,7 +6,14 @@ from pathlib import Path
 
 _SUPPORT = str(Path(__file__).parent / "support")
 os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (_SUPPORT, os.environ.get("PYTHONPATH", "")) if p)
+    p for p in (_SUPPORT, os.environ.get("PYTHONPATH", "")) if p
+)
 
 # The real control plane (tests/support/localkube): one per session, started on first use.
-from localkube.fixtures import control_plane, kube, namespace, workerpool_crd  # noqa: F401
+from localkube.fixtures import (  # noqa: F401
+    control_plane,
+    k8s_binaries,
+    kube,
+    namespace,
+    workerpool_crd,
+)
