@@ -16,8 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 import rawhttp
-from certs import make_certs
 from aiohttp import web
+from certs import make_certs
 from memkube.security import Auth, TLSConfig
 from memkube.serving import HTTPLimits, RateLimitFilter, start_server
 

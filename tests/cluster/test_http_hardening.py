@@ -21,6 +21,7 @@ from memkube.errors import ConfigError
 from memkube.memory import MemoryConfig
 from memkube.security import SESSION_COOKIE, Auth
 from memkube.worker import Worker
+from yarl import URL
 
 
 async def _login(pool: Pool) -> str:
@@ -30,7 +31,7 @@ async def _login(pool: Pool) -> str:
         async with http.post(base + "/dashboard/login", data={"token": pool.token},
                              allow_redirects=False) as r:
             assert r.status == 303
-        cookie = http.cookie_jar.filter_cookies(base + "/dashboard/")[SESSION_COOKIE]
+        cookie = http.cookie_jar.filter_cookies(URL(base + "/dashboard/"))[SESSION_COOKIE]
         return cookie.value
 
 
@@ -133,23 +134,30 @@ async def test_a_newline_in_a_path_cannot_forge_a_log_line(
                    for line in caplog.text.splitlines())
 
 
-async def test_scatter_for_an_unknown_client_creates_no_record(pool: Pool) -> None:
+@pytest.mark.parametrize("pool", [{"client_grace": 0.5}], indirect=True)
+async def test_scatter_for_an_unknown_client_leaves_no_lasting_record(pool: Pool) -> None:
     from memkube import serialize
 
     body = b"".join(bytes(b) for b in serialize.pack_bundle(
         {"orphan-key": serialize.dumps(b"payload")}))
     base = pool.scheduler.http_address
-    before = set(pool.scheduler.state.clients)
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {pool.token}"}) as http:
-        async with http.post(base + "/api/v1/scatter?client=made-up-id", data=body) as r:
-            assert r.status in (400, 404, 409)
         async with http.post(base + "/api/v1/scatter", data=body) as r:
-            assert r.status in (400, 404, 409)
-    assert set(pool.scheduler.state.clients) == before
-    assert "orphan-key" not in pool.scheduler.state.tasks
-    # the real client's scatter still works
+            assert r.status == 400  # no client id at all
+        async with http.post(base + "/api/v1/scatter?client=made-up-id", data=body) as r:
+            assert r.status == 200
+    assert "made-up-id" in pool.scheduler.state.clients
+    deadline = time.monotonic() + 10
+    while "made-up-id" in pool.scheduler.state.clients and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert "made-up-id" not in pool.scheduler.state.clients
+    ts = pool.scheduler.state.tasks.get("orphan-key")
+    assert ts is None or not ts.who_has  # its data was released with it
+    # the real client's scatter still works, and outlives the grace
     (fut,) = await pool.client.scatter([b"ok"])
+    await asyncio.sleep(1.0)
     assert await fut.result() == b"ok"
+    assert pool.client.id in pool.scheduler.state.clients
 
 
 def test_a_worker_without_a_token_refuses_to_start(tmp_path: Path) -> None:

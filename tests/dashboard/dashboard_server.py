@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import web
 from memkube.dashboard import setup_dashboard
-from memkube.dashboard.sessions import Sessions
 from memkube.dashboard.metrics import metrics_response, render_scheduler_metrics
+from memkube.dashboard.sessions import Sessions
 from memkube.security import Auth
 
 TOKEN = "pool-token-0123456789abcdefghijklmnopqrstuv"

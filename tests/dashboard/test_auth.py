@@ -11,6 +11,7 @@ from dashboard_server import METRICS_TOKEN, TOKEN, Served, serve
 from memkube.dashboard.sessions import Sessions
 from memkube.security import SESSION_COOKIE, Auth
 from prometheus_client.parser import text_string_to_metric_families
+from yarl import URL
 
 
 def jar() -> aiohttp.CookieJar:
@@ -170,7 +171,7 @@ async def _login(http: aiohttp.ClientSession, url: str) -> str:
     async with http.post(url + "/dashboard/login", data={"token": TOKEN},
                          allow_redirects=False) as r:
         assert r.status == 303
-    return http.cookie_jar.filter_cookies(url + "/dashboard/")[SESSION_COOKIE].value
+    return http.cookie_jar.filter_cookies(URL(url + "/dashboard/"))[SESSION_COOKIE].value
 
 
 async def test_sessions_are_random_and_never_derived_from_the_token(served: Served) -> None:

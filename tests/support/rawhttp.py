@@ -51,7 +51,10 @@ async def read_response(reader: asyncio.StreamReader, timeout: float = 10) -> Ra
             if ":" in line:
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
-        body = await reader.read()  # Connection: close -> read to the end
+        if "content-length" in headers:
+            body = await reader.readexactly(int(headers["content-length"]))
+        else:
+            body = await reader.read()  # Connection: close -> read to the end
     return RawResponse(status, headers, body)
 
 
