@@ -58,14 +58,21 @@ async def read_response(reader: asyncio.StreamReader, timeout: float = 10) -> Ra
     return RawResponse(status, headers, body)
 
 
-async def send(base: str, data: bytes, timeout: float = 10) -> RawResponse:
-    """Send ``data`` as it is to the server at ``base`` (http://host:port) and read the answer."""
+async def send(base: str, data: bytes, timeout: float = 10, *,
+               half_close: bool = False) -> RawResponse:
+    """Send ``data`` as it is to the server at ``base`` (http://host:port) and read the answer.
+
+    ``half_close``: end our side after sending, so a body shorter than its Content-Length
+    ends at once instead of waiting for the server's deadline.
+    """
     host, port = _split_url(base)
     reader, writer = await asyncio.open_connection(host, port)
     try:
         writer.write(data)
         with contextlib.suppress(ConnectionError):
             await writer.drain()
+            if half_close:
+                writer.write_eof()
         return await read_response(reader, timeout)
     finally:
         writer.close()

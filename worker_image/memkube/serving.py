@@ -40,6 +40,7 @@ from .security import GRANT_KEY, Auth, TLSConfig
 log = logging.getLogger(__name__)
 
 _TRUSTED_GRANTS = frozenset({"token", "metrics", "session"})
+_BACKLOG = 128
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,9 @@ class HTTPLimits:
 
     def clamped(self, open_files: int) -> HTTPLimits:
         """These limits within a process allowed ``open_files`` descriptors."""
-        reserve = max(64, open_files // 4)  # spill files, peer sessions, pipes, the loop
+        # Room for spill files, peer sessions, pipes and the loop, and for one burst of
+        # accepts (asyncio accepts up to the backlog at once, before any eviction runs).
+        reserve = max(64, open_files // 4) + _BACKLOG
         total = max(8, min(self.max_connections, open_files - reserve))
         return HTTPLimits(self.header_timeout, self.body_timeout, self.idle_timeout,
                           self.lingering_time, total,
@@ -212,7 +215,7 @@ class _GuardedProtocol(asyncio.Protocol):
 class _GuardedSite(web.BaseSite):
     def __init__(self, runner: web.AppRunner, host: str, port: int,
                  ssl_context: Any, guard: ConnectionGuard) -> None:
-        super().__init__(runner, ssl_context=ssl_context, backlog=1024)
+        super().__init__(runner, ssl_context=ssl_context, backlog=_BACKLOG)
         self._host, self._port, self._guard = host, port, guard
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -266,9 +269,27 @@ async def start_server(app: web.Application, host: str, port: int, tls: TLSConfi
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0,
                            lingering_time=guard.limits.lingering_time)
     await runner.setup()
+    assert runner.server is not None
+    _refuse_unknown_expect(runner.server)
     site = _GuardedSite(runner, host, port, tls.server_context(), guard)
     await site.start()
     return runner, site.port
+
+
+def _refuse_unknown_expect(server: web.Server) -> None:
+    """Answer an ``Expect`` other than ``100-continue`` with 417 before aiohttp sees it: its
+    default handler echoes the header and fails with a 500 on one it cannot encode."""
+    inner = server.request_handler
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        expect = request.headers.get("Expect")
+        if expect is not None and expect.strip().lower() != "100-continue":
+            response = web.Response(status=417, text="memkube: unknown Expect\n")
+            response.force_close()
+            return response
+        return await inner(request)
+
+    server.request_handler = handle
 
 
 def raise_open_file_limit() -> int:
