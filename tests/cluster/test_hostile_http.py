@@ -53,7 +53,8 @@ def _fill(template: str, value: str) -> str:
     return out + rest
 
 
-CREDENTIALS = ["none", "wrong", "non-ascii", "bad-cookie", "token"]
+CREDENTIALS = ["none", "wrong", "non-ascii", "bad-cookie", "metrics", "token"]
+METRICS_TOKEN = "hostile-test-metrics-token"
 junk_text = st.text(max_size=24)
 header_values = st.one_of(st.binary(max_size=40).map(lambda b: b.replace(b"\r", b"").replace(
     b"\n", b"")), junk_text.map(lambda t: t.replace("\r", "").replace("\n", "").encode()))
@@ -90,6 +91,7 @@ def _credential(kind: str, token: str) -> dict[str, bytes]:
         "wrong": {"Authorization": b"Bearer not-the-token"},
         "non-ascii": {"Authorization": "Bearer tök\u2603".encode()},
         "bad-cookie": {"Cookie": f"{SESSION_COOKIE}=".encode() + b"\xffforged"},
+        "metrics": {"Authorization": f"Bearer {METRICS_TOKEN}".encode()},
         "token": {"Authorization": f"Bearer {token}".encode()},
     }[kind]
 
@@ -118,6 +120,7 @@ async def _attack(pool: Pool, req: dict[str, object]) -> int | None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("pool", [{"metrics_token": METRICS_TOKEN}], indirect=True)
 async def test_hostile_requests_to_every_route(pool: Pool,
                                                caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="aiohttp.server")
@@ -137,7 +140,9 @@ async def test_hostile_requests_to_every_route(pool: Pool,
         seen.append((route.server, route.template, status))
         assert status is None or status < 500, (req, status)
         path = urllib.parse.unquote(str(req["path"]).partition("?")[0])
-        if req["credential"] != "token" and path not in PUBLIC_PATHS and status is not None:
+        if req["credential"] == "metrics" and path == "/metrics" and req["method"] == "GET":
+            pass  # the one thing the metrics token opens
+        elif req["credential"] != "token" and path not in PUBLIC_PATHS and status is not None:
             # refused (4xx), or a browser sent to the login form
             assert 400 <= status < 500 or (status == 303 and path.startswith("/dashboard")), \
                 (req, status)

@@ -113,11 +113,12 @@ class ConnectionGuard:
         while len(self._untrusted) > limits.max_untrusted \
                 or len(self._conns) > limits.max_connections:
             victim = self._oldest_untrusted()
-            if victim is None:
+            if victim is None or victim is conn:
                 break
-            self._close(victim, "evicted" if victim is not conn else "refused")
-        if len(self._conns) > limits.max_connections:
-            self._close(conn, "refused")
+            self._close(victim, "evicted")
+        if len(self._conns) > limits.max_connections or len(self._untrusted) > \
+                limits.max_untrusted:
+            self._close(conn, "refused")  # nothing older to make room: the newcomer goes
         return conn
 
     def closed(self, conn: _Conn) -> None:
