@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import requests
+import rawhttp
 
 TOKEN = "cli-test-token-0123456789abcdef"
 METRICS = "cli-metrics-token-fedcba9876543210"
@@ -75,15 +75,12 @@ def test_worker_serves_metrics_to_the_metrics_token_only() -> None:
                       env) as (_, wbanner):
             url = wbanner.split()[-1].replace("tcp://", "http://")
             scrape = {"Authorization": f"Bearer {METRICS}"}
-            r = requests.get(url + "/metrics", headers=scrape, timeout=10)
-            assert r.status_code == 200
-            assert "memkube_worker_memory_bytes" in r.text
+            status, text = rawhttp.blocking("GET", url + "/metrics", scrape)
+            assert status == 200
+            assert "memkube_worker_memory_bytes" in text
             for method, path in (("PUT", "/data"), ("POST", "/data"), ("GET", "/data/x")):
-                r = requests.request(method, url + path, headers=scrape, data=b"\x80",
-                                     timeout=10)
-                assert r.status_code == 401, (method, path)
+                status, _ = rawhttp.blocking(method, url + path, scrape, b"\x80")
+                assert status == 401, (method, path)
             http = address.replace("tcp://", "http://")
-            r = requests.get(http + "/metrics", headers=scrape, timeout=10)
-            assert r.status_code == 200
-            r = requests.get(http + "/api/v1/pool", headers=scrape, timeout=10)
-            assert r.status_code == 401
+            assert rawhttp.blocking("GET", http + "/metrics", scrape)[0] == 200
+            assert rawhttp.blocking("GET", http + "/api/v1/pool", scrape)[0] == 401

@@ -103,3 +103,17 @@ async def open_silent(base: str) -> tuple[asyncio.StreamReader, asyncio.StreamWr
     """A connection that never sends a byte."""
     host, port = _split_url(base)
     return await asyncio.open_connection(host, port)
+
+
+def blocking(method: str, url: str, headers: dict[str, str] | None = None,
+             data: bytes | None = None, timeout: float = 10) -> tuple[int, str]:
+    """One request on a fresh connection from synchronous code: (status, body text)."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")
