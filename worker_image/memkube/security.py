@@ -59,8 +59,8 @@ def token_from_env(explicit: str | None = None) -> str | None:
 def same_secret(presented: str, expected: str) -> bool:
     """Constant-time comparison of two strings of any characters (never raises: a header
     with non-ASCII or undecodable bytes is simply not the secret)."""
-    return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"),
-                               expected.encode("utf-8", "surrogateescape"))
+    return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"),
+                               expected.encode("utf-8", "surrogatepass"))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 
 def _digest(value: str) -> bytes:
-    return hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
 
 
 class Sessions:
