@@ -124,13 +124,14 @@ def run_worker(args: argparse.Namespace) -> int:
 
     adopt_local_supervision()  # first: join the local pool's cgroup before reading limits
 
+    # No token, no worker: refused before anything starts (a supervisor included).
+    auth = auth_from_options(args.token, args.metrics_token,
+                             insecure=args.insecure_no_token).require("worker")
     memory = MemoryConfig.from_options(
         limit=args.memory_limit, target=args.memory_target, spill=args.memory_spill,
         pause=args.memory_pause, terminate=args.memory_terminate, max_spill=args.max_spill,
         spill_dir=args.spill_dir, compression=args.spill_compression, config_file=args.config)
 
-    auth = auth_from_options(args.token, args.metrics_token,
-                             insecure=args.insecure_no_token).require("worker")
     _preimport("numpy")
 
     async def main() -> int:
