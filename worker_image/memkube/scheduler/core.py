@@ -13,7 +13,7 @@ import itertools
 import math
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import cloudpickle
@@ -117,6 +117,9 @@ class SchedulerCore:
 
     def _ensure_computed(self, ts: TaskState) -> None:
         """Make sure ``ts`` is (being) computed, computing released dependencies first."""
+        _drive(self._ensure_steps(ts))
+
+    def _ensure_steps(self, ts: TaskState) -> Steps:
         if ts.state != RELEASED:
             return
         if ts.run_spec is None:
@@ -134,7 +137,7 @@ class SchedulerCore:
                 ts.waiting_on.add(dep)
         ts.state = WAITING
         for dep in list(ts.waiting_on):
-            self._ensure_computed(dep)
+            yield self._ensure_steps(dep)
             if ts.state != WAITING:  # a dependency failed and failed us
                 return
         if not ts.waiting_on:
@@ -233,10 +236,13 @@ class SchedulerCore:
 
     def _release_if_unneeded(self, ts: TaskState) -> None:
         if not self._needed(ts):
-            self._release(ts)
+            _drive(self._release_steps(ts))
 
     def _release(self, ts: TaskState) -> None:
         """Nobody needs ``ts``: free it everywhere, then maybe forget it entirely."""
+        _drive(self._release_steps(ts))
+
+    def _release_steps(self, ts: TaskState) -> Steps:
         if ts.state == PROCESSING and ts.processing_on is not None:
             ws = ts.processing_on
             ws.processing.discard(ts)
@@ -253,12 +259,16 @@ class SchedulerCore:
         for dep in list(ts.dependencies):
             if ts in dep.waiters:
                 dep.waiters.discard(ts)
-                self._release_if_unneeded(dep)
+                if not self._needed(dep):
+                    yield self._release_steps(dep)
         ts.waiting_on = set()
-        self._forget_if_unreferenced(ts)
+        yield self._forget_steps(ts)
 
     def _forget_if_unreferenced(self, ts: TaskState) -> None:
         """Drop a released task with no live dependents; its lineage is needed by no one."""
+        _drive(self._forget_steps(ts))
+
+    def _forget_steps(self, ts: TaskState) -> Steps:
         if self._needed(ts) or ts.dependents or ts.who_has or ts.state == PROCESSING:
             return
         self.tasks.pop(ts.key, None)
@@ -266,14 +276,15 @@ class SchedulerCore:
         for dep in list(ts.dependencies):
             dep.dependents.discard(ts)
             if dep.state in (RELEASED, ERRED) and not self._needed(dep):
-                self._forget_if_unreferenced(dep)
+                yield self._forget_steps(dep)
             elif dep.state == MEMORY and not self._needed(dep):
-                self._release(dep)
+                yield self._release_steps(dep)
         ts.dependencies.clear()
 
     def _fail(self, ts: TaskState, error: BaseException | None, *,
               source: TaskState | None = None) -> None:
-        """Mark ``ts`` erred with ``error`` (or with the error of ``source``)."""
+        """Mark ``ts`` erred with ``error`` (or with the error of ``source``), and every
+        dependent waiting for it with the same error."""
         if source is not None:
             ts.exception, ts.traceback = source.exception, source.traceback
             ts.exception_text = source.exception_text
@@ -282,17 +293,25 @@ class SchedulerCore:
             ts.exception = cloudpickle.dumps(error)
             ts.traceback = ""
             ts.exception_text = f"{type(error).__name__}: {error}"
+        _drive(self._fail_steps(ts))
+
+    def _fail_steps(self, ts: TaskState) -> Steps:
         self._unassign(ts)
         ts.state = ERRED
         self.unrunnable.discard(ts)
         self._report_erred(ts, ts.who_wants)
         self._settled(ts)
-        self._propagate_error(ts)
+        yield self._propagate_steps(ts)
 
     def _propagate_error(self, ts: TaskState) -> None:
+        _drive(self._propagate_steps(ts))
+
+    def _propagate_steps(self, ts: TaskState) -> Steps:
         for dep in list(ts.dependents):
             if dep.state in (WAITING, NO_WORKER, QUEUED):
-                self._fail(dep, None, source=ts)
+                dep.exception, dep.traceback = ts.exception, ts.traceback
+                dep.exception_text = ts.exception_text
+                yield self._fail_steps(dep)
 
     def _report_erred(self, ts: TaskState, client_ids: Iterable[str]) -> None:
         self.to_clients(client_ids, {
@@ -328,6 +347,24 @@ class SchedulerCore:
 
     def unique_bytes(self, ws: WorkerState) -> int:
         return sum(ts.nbytes for ts in ws.has_what if len(ts.who_has) == 1)
+
+
+#: A transition written as a generator: it yields the sub-transitions it would have called
+#: recursively, and :func:`_drive` runs them from an explicit stack, so a walk over a graph
+#: of any depth never reaches Python's recursion limit.
+Steps = Iterator["Steps"]
+
+
+def _drive(steps: Steps) -> None:
+    """Run a transition and every sub-transition it yields, depth first, in call order."""
+    stack = [steps]
+    while stack:
+        try:
+            sub = next(stack[-1])
+        except StopIteration:
+            stack.pop()
+            continue
+        stack.append(sub)
 
 
 def _merge_frees(msgs: list[Message]) -> list[Message]:
