@@ -389,8 +389,7 @@ class Client:
         for fut in futures:
             await fut._state.wait()
             if fut._state.status in (ERROR, CANCELLED) and errors == "raise":
-                assert fut._state.exception is not None
-                raise fut._state.exception
+                raise fut._state.raisable()
         keys = list(dict.fromkeys(f.key for f in futures if f._state.status == FINISHED))
         values = await self._fetch(keys) if keys else {}
         return [values[f.key] for f in futures if f.key in values or errors == "raise"]

@@ -179,11 +179,25 @@ def graph_order(deps: Mapping[str, set[str]], outputs: list[str] | None = None,
     return order
 
 
+def _cull(tasks: dict[str, tuple[bytes, set[str]]],
+          wanted: list[str]) -> dict[str, tuple[bytes, set[str]]]:
+    """Only the tasks that ``wanted`` needs (``dask.get`` runs no others)."""
+    needed: set[str] = set()
+    todo = [k for k in wanted if k in tasks]
+    while todo:
+        key = todo.pop()
+        if key not in needed:
+            needed.add(key)
+            todo.extend(d for d in tasks[key][1] if d in tasks)
+    return {k: v for k, v in tasks.items() if k in needed}
+
+
 def submit_graph(client: Client, graph: Mapping[Any, Any], keys: list[Any],
                  how: str = "depth") -> dict[Any, Future]:
     """Send a graph; returns futures for ``keys`` (original key objects)."""
     tasks = to_tasks(graph)
     wanted = [key_str(k) for k in keys]
+    tasks = _cull(tasks, wanted)
     missing = [k for k in wanted if k not in tasks]
     if missing:
         raise KeyError(f"keys not in the graph: {missing[:5]}")
@@ -193,6 +207,9 @@ def submit_graph(client: Client, graph: Mapping[Any, Any], keys: list[Any],
     batch = next(_graph_counter)
     specs = [{"key": k, "run_spec": spec, "deps": sorted(d), "priority": [0, batch, order[k]]}
              for k, (spec, d) in tasks.items()]
+    # Graph keys are names, not content hashes: a key released a moment ago (futures of an
+    # earlier get) must be forgotten first, or its old result would be reused.
+    client._on_loop_wait(client._flush_releases)
     futures = {k: client._new_future(key_str(k)) for k in keys}
     client._send_graph(specs, wanted)
     return futures
