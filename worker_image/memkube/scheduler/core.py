@@ -223,16 +223,25 @@ class SchedulerCore:
 
     def _key_lost(self, ts: TaskState) -> None:
         """The last copy of a key in memory is gone: recompute it if anyone needs it."""
-        ts.state = RELEASED
-        self.underreplicated.discard(ts)
-        if not self._needed(ts):
-            self._forget_if_unreferenced(ts)
-            return
-        self.log_event("key-lost", "", ts.key)
-        for dep in ts.dependents:
-            if dep.state == WAITING:
-                dep.waiting_on.add(ts)
-        self._ensure_computed(ts)
+        self._keys_lost([ts])
+
+    def _keys_lost(self, lost: list[TaskState]) -> None:
+        """Keys whose last copies are gone together (a worker died): all are marked lost
+        before any is recomputed, so no dependent is placed on a copy that is gone too."""
+        for ts in lost:
+            ts.state = RELEASED
+            self.underreplicated.discard(ts)
+            for dep in ts.dependents:
+                if dep.state == WAITING:
+                    dep.waiting_on.add(ts)
+        for ts in lost:
+            if ts.state != RELEASED or ts.key not in self.tasks:
+                continue  # recomputing already (an earlier one needed it), or forgotten
+            if not self._needed(ts):
+                self._forget_if_unreferenced(ts)
+                continue
+            self.log_event("key-lost", "", ts.key)
+            self._ensure_computed(ts)
 
     def _release_if_unneeded(self, ts: TaskState) -> None:
         if not self._needed(ts):
