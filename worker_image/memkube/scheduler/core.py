@@ -96,6 +96,11 @@ class SchedulerCore:
                             "message": message})
         del self.events[:-500]
 
+    def workers_available(self) -> None:
+        """Workers can take work again (resumed, or a retirement was given up)."""
+        self._retry_unrunnable()
+        self._fill_workers()
+
     def _retry_unrunnable(self) -> None:
         """Place tasks that were ready when no worker could run them (none, or all paused)."""
         for ts in list(self.unrunnable):
