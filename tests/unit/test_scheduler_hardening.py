@@ -168,3 +168,26 @@ def test_retire_n_above_the_pool_is_refused_and_n_equal_retires_all() -> None:
     assert all(w.status == "running" for w in s.workers.values())
     retirement = plan_retirement(s, n=2)  # exactly the pool, nothing to move: explicit
     assert {w.name for w in retirement.workers} == {"a", "b"}
+
+
+def test_queued_root_tasks_are_served_in_turns_between_clients() -> None:
+    s = SchedulerState()
+    s.add_worker("tcp://a:1", "a", 1)
+    big = [{"key": f"a{i}", "run_spec": b"f", "deps": [], "priority": [0, 1, i]}
+           for i in range(50_000)]
+    s.update_graph("A", big, [t["key"] for t in big])
+    # B's counter is lower than A's here: priorities of different clients are not compared
+    # either way.
+    s.update_graph("B", [{"key": "b", "run_spec": b"f", "deps": [], "priority": [0, 9]}], ["b"])
+    s.update_graph("C", [{"key": "c", "run_spec": b"f", "deps": [], "priority": [0, 0]}], ["c"])
+    dispatched = [m["key"] for msgs in s.drain()[0].values() for m in msgs
+                  if m["op"] == "compute-task"]
+    for _ in range(6):
+        (ws,) = s.workers.values()
+        ts = min(ws.processing, key=lambda t: t.key)
+        s.task_finished(ws.address, ts.key, 8, "int")
+        dispatched += [m["key"] for msgs in s.drain()[0].values() for m in msgs
+                       if m["op"] == "compute-task"]
+    # A had both slots first; as slots free up the three clients take turns.
+    assert dispatched[:5] == ["a0", "a1", "a2", "b", "c"]
+    assert dispatched[5:] == ["a3", "a4", "a5"]

@@ -12,7 +12,7 @@ import heapq
 import itertools
 import math
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -55,7 +55,9 @@ class SchedulerCore:
         self.allowed_failures = allowed_failures
         self.worker_saturation = worker_saturation
         self.clock = clock
-        self._queue: list[tuple[tuple[int, ...], int, TaskState]] = []  # root tasks
+        # Queued root tasks, one heap per owning client, served in turns (see _fill_workers).
+        self._queues: dict[str, list[tuple[tuple[int, ...], int, TaskState]]] = {}
+        self._turns: deque[str] = deque()
         self._seq = itertools.count()
         self.unrunnable: set[TaskState] = set()  # ready but no worker can take them
         self.underreplicated: set[TaskState] = set()
@@ -152,7 +154,11 @@ class SchedulerCore:
         ts.waiting_on = set()
         if not ts.dependencies:
             ts.state = QUEUED
-            heapq.heappush(self._queue, (ts.priority, next(self._seq), ts))
+            heap = self._queues.get(ts.owner)
+            if heap is None:
+                heap = self._queues[ts.owner] = []
+                self._turns.append(ts.owner)
+            heapq.heappush(heap, (ts.priority, next(self._seq), ts))
             self._fill_workers()
             return
         ws = self._choose_worker(ts)
@@ -185,16 +191,34 @@ class SchedulerCore:
         return max(1, math.ceil(ws.nthreads * self.worker_saturation))
 
     def _fill_workers(self) -> None:
-        """Hand queued root tasks to running workers with free slots, best priority first."""
-        if not self._queue:
+        """Hand queued root tasks to running workers with free slots.
+
+        Fair between clients: each client that has queued tasks gets one slot in turn,
+        so one client's 50,000 tasks do not make another's single task wait behind them;
+        within a client, best priority first. (Priorities of different clients come
+        from different counters and are not compared.)
+        """
+        if not self._turns:
             return
         open_workers = [w for w in self.workers.values()
                         if w.status == RUNNING and len(w.processing) < self._slots(w)]
-        while self._queue and open_workers:
+        while self._turns and open_workers:
+            owner = self._turns[0]
+            heap = self._queues[owner]
+            ts = None
+            while heap:
+                _, _, candidate = heapq.heappop(heap)
+                if candidate.state == QUEUED:  # else released or cancelled since queued
+                    ts = candidate
+                    break
+            if heap:
+                self._turns.rotate(-1)
+            else:
+                del self._queues[owner]
+                self._turns.popleft()
+            if ts is None:
+                continue
             ws = min(open_workers, key=lambda w: len(w.processing) / w.nthreads)
-            _, _, ts = heapq.heappop(self._queue)
-            if ts.state != QUEUED:
-                continue  # released or cancelled since it was queued
             self._send_compute(ts, ws)
             if len(ws.processing) >= self._slots(ws):
                 open_workers.remove(ws)

@@ -87,7 +87,8 @@ class SchedulerState(SchedulerCore):
         for key, spec in fresh.items():
             ts = self.tasks.get(key)
             if ts is None:
-                ts = TaskState(key, spec["run_spec"], tuple(spec.get("priority") or ()))
+                ts = TaskState(key, spec["run_spec"], tuple(spec.get("priority") or ()),
+                               owner=client_id)
                 self.tasks[key] = ts
             else:  # a key whose data was lost and that could not be recomputed, until now
                 ts.run_spec = spec["run_spec"]
