@@ -227,3 +227,31 @@ def test_wait_for_workers_awaits_registration(threaded_scheduler: Any, tmp_path:
         assert not waiter.is_alive()
         assert seen == []
         loop.run(worker.close())
+
+
+async def test_large_graphs_are_taken_in_chunks_with_others_served_between(
+        pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import memkube.scheduler.server as server
+
+    monkeypatch.setattr(server, "GRAPH_CHUNK", 1)  # one want per event-loop turn
+    turns: list[str] = []
+    real = pool.scheduler.state.client_wants
+    other = await Client(pool.scheduler.address, token=pool.token, asynchronous=True)
+    small: list[Any] = []
+
+    def record(client_id: str, keys: Any) -> None:
+        if not turns:  # the big graph has started: now the other client submits
+            asyncio.get_running_loop().call_soon(lambda: small.append(other.submit(abs, -1)))
+        turns.append(client_id)
+        real(client_id, keys)
+
+    monkeypatch.setattr(pool.scheduler.state, "client_wants", record)
+    try:
+        big = pool.client.map(abs, range(-2000, 0), batch_size=2000)
+        assert await pool.client.gather(big) == list(range(2000, 0, -1))
+        assert await small[0].result() == 1
+    finally:
+        await other.close()
+    assert turns.count(pool.client.id) == 2000  # one want per turn
+    # The other client's update-graph was handled between two chunks of the big one.
+    assert other.id in turns[: len(turns) - turns[::-1].index(pool.client.id)]

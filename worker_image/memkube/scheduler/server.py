@@ -303,6 +303,9 @@ class Scheduler:
                                    "address": self.address})
                         continue
                     assert comm is not None
+                    if _is_big_graph(raw_op):
+                        await self._update_graph_in_chunks(client_id, raw_op, comm)
+                        continue
                     reply = self._client_op(client_id, raw_op, comm)
                     if reply is not None:
                         comm.send(reply)
@@ -350,6 +353,34 @@ class Scheduler:
         except Exception as exc:
             log.exception("handling %s from client %s failed", _op_name(raw_op), client_id)
             return error_for(raw_op, exc)
+
+    async def _update_graph_in_chunks(self, client_id: str, raw_op: Any,
+                                      comm: BatchedSend) -> None:
+        """A large update-graph, its wants taken ``GRAPH_CHUNK`` at a time with a yield to
+        the event loop in between: other clients and workers are served meanwhile (this
+        client's next operations wait, so its order is kept)."""
+        try:
+            msg = validate(raw_op, CLIENT_OPS)
+            created = self.state.add_tasks(client_id, msg["tasks"])
+        except Exception as exc:
+            if not isinstance(exc, InvalidMessage | ProtocolError):
+                log.exception("handling update-graph from client %s failed", client_id)
+            comm.send(error_for(raw_op, exc))
+            return
+        wants = msg["wants"]
+        try:
+            for i in range(0, len(wants), GRAPH_CHUNK):
+                if client_id not in self.state.clients:
+                    return  # it went away meanwhile (and its tasks with it)
+                self.state.client_wants(client_id, wants[i:i + GRAPH_CHUNK])
+                self.flush()
+                await asyncio.sleep(0)
+        except Exception as exc:
+            log.exception("handling update-graph from client %s failed", client_id)
+            comm.send(error_for(raw_op, exc))
+        finally:
+            self.state.forget_unwanted(created)
+            self.flush()
 
     def _spawn_request(self, client_id: str, msg: Message, comm: BatchedSend) -> None:
         async def run() -> None:
@@ -602,6 +633,15 @@ class Scheduler:
         self.flush()
         return web.json_response({k: {"nbytes": v["nbytes"], "type": v["type"]}
                                   for k, v in placed.items()})
+
+
+#: Wants of one update-graph handled per event-loop turn (about 50 ms of work or less).
+GRAPH_CHUNK = 2000
+
+
+def _is_big_graph(raw_op: Any) -> bool:
+    return (isinstance(raw_op, dict) and raw_op.get("op") == "update-graph"
+            and isinstance(raw_op.get("wants"), list) and len(raw_op["wants"]) > GRAPH_CHUNK)
 
 
 def _op_name(raw_op: Any) -> str:

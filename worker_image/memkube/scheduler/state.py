@@ -74,6 +74,16 @@ class SchedulerState(SchedulerCore):
         on it, and the state is left as it was. New tasks that nothing wants or depends on
         are forgotten at once.
         """
+        created = self.add_tasks(client_id, tasks)
+        self.client_wants(client_id, wants)
+        self.forget_unwanted(created)
+
+    def add_tasks(self, client_id: str, tasks: list[dict[str, Any]]) -> list[TaskState]:
+        """The first half of :meth:`update_graph`: check and create the tasks, want none.
+
+        Returns the tasks created; hand them to :meth:`forget_unwanted` once the client's
+        wants are in (the shell adds large wants in chunks, letting others in between).
+        """
         fresh: dict[str, dict[str, Any]] = {}
         for spec in tasks:
             key = spec["key"]
@@ -103,9 +113,12 @@ class SchedulerState(SchedulerCore):
                     self._fail(dep, DataLostError(f"dependency {dep_key!r} was released"))
                 ts.dependencies.add(dep)
                 dep.dependents.add(ts)
-        self.client_wants(client_id, wants)
-        for ts, _ in created:
-            if ts.state == RELEASED:
+        return [ts for ts, _ in created]
+
+    def forget_unwanted(self, created: list[TaskState]) -> None:
+        """Forget tasks of a graph that nothing wants or depends on."""
+        for ts in created:
+            if ts.state == RELEASED and self.tasks.get(ts.key) is ts:
                 self._forget_if_unreferenced(ts)
 
     def client_wants(self, client_id: str, keys: Iterable[str]) -> None:
