@@ -231,7 +231,7 @@ def test_wait_for_workers_awaits_registration(threaded_scheduler: Any, tmp_path:
 
 async def test_large_graphs_are_taken_in_chunks_with_others_served_between(
         pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
-    import memkube.scheduler.server as server
+    from memkube.scheduler import server
 
     monkeypatch.setattr(server, "GRAPH_CHUNK", 1)  # one want per event-loop turn
     turns: list[str] = []
