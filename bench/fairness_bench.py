@@ -28,14 +28,17 @@ def inc(x: int) -> int:
 
 
 def round_trips(client: Any, count: int, offset: int, running: Any = None,
-                timeout: float = 300.0) -> list[float]:
+                timeout: float = 120.0) -> list[float]:
     """``count`` round trips (or, with ``running``, as many as fit while it is not done)."""
     times = []
     for i in range(offset, offset + count):
         if running is not None and running.done():
             break
         start = time.perf_counter()
-        assert client.submit(inc, i, pure=False).result(timeout=timeout) == i + 1
+        try:
+            assert client.submit(inc, i, pure=False).result(timeout=timeout) == i + 1
+        except TimeoutError:  # recorded as the timeout: the figure is "at least this"
+            print(f"  a round trip timed out after {timeout:.0f} s", flush=True)
         times.append(time.perf_counter() - start)
     return times
 
@@ -52,7 +55,8 @@ def measure(make_clients: Any, n_tasks: int, n_rtt: int) -> dict[str, Any]:
         a.gather(futures)
         total = time.perf_counter() - start
         del futures
-    return {"idle": idle, "busy": busy, "graph_seconds": total, "submit_seconds": submitted}
+    return {"idle": idle, "busy": busy, "graph_seconds": total, "submit_seconds": submitted,
+            "timeout_seconds": 120.0}
 
 
 def summary(times: list[float]) -> dict[str, float]:
