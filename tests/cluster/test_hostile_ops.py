@@ -215,7 +215,8 @@ def test_wait_for_workers_awaits_registration(threaded_scheduler: Any, tmp_path:
         seen: list[str] = []
         real = scheduler.snapshot
         scheduler.snapshot = lambda: seen.append("info") or real()  # type: ignore[method-assign]
-        memory = MemoryConfig.from_options(limit="256MiB", spill_dir=str(tmp_path), env={})
+        # No limit: an in-process worker measures the whole test process.
+        memory = MemoryConfig.from_options(limit="none", spill_dir=str(tmp_path), env={})
         worker = Worker(scheduler.address, name="late", memory=memory, auth=Auth(token))
         waiter = threading.Thread(target=client.wait_for_workers, args=(1,),
                                   kwargs={"timeout": 20})
