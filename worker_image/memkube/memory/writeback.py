@@ -1,0 +1,258 @@
+"""Writing and reading spill files at the speed of the disk, without using the page cache.
+
+Dirty and cached pages of spill files count against the worker's cgroup (v1 and v2): the
+very memory spilling is meant to free. So every byte is *written through*: it is on the
+device, and out of the page cache, before a write returns. Two ways, same interface:
+
+- :class:`RangeSink` (``"range"``): buffered ``pwrite`` of each piece, then
+  ``sync_file_range(WRITE)`` starts its write-back at once and returns; the previous piece
+  is waited for and dropped with ``posix_fadvise(DONTNEED)``. The device works on piece *n*
+  while the caller hashes piece *n* and copies piece *n+1* into the kernel, and at most two
+  pieces are ever dirty or cached.
+- :class:`DirectSink` (``"direct"``): ``O_DIRECT`` from page-aligned staging buffers (Python
+  buffers are not aligned, so each piece is copied once into one); an I/O thread writes one
+  staging buffer while the caller fills the other. The tail is padded to a block and the
+  file truncated to its length. Not every file system takes ``O_DIRECT`` (a ``tmpfs``
+  before Linux 6.6): :func:`open_sink` then falls back to ``"range"``.
+
+Which is faster depends on the machine; ``bench/disk_bench.py`` measures both (the figures
+and the default chosen from them are in ``bench/README.md``). Crash durability is not a
+goal (spill files die with the worker): "written" means on the device and out of the cache.
+
+:func:`read_file` reads a byte range into fresh anonymous memory (page-aligned, writable, no
+zero-filling pass in user space), with ``O_DIRECT`` when the range is aligned, else a
+buffered read whose cache is dropped afterwards.
+
+All calls block: they run in the spill store's threads, never on an event loop. Errors are
+``OSError`` as raised (ENOSPC included); the file layer above translates them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import mmap
+import os
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
+
+BLOCK = 4096
+PIECE = 8 << 20  # bytes handed to the kernel at a time
+MODES = ("range", "direct")
+
+_SYNC_WAIT_BEFORE, _SYNC_WRITE, _SYNC_WAIT_AFTER = 1, 2, 4
+
+Pwrite = Callable[[int, memoryview, int], int]
+
+
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        fn = ctypes.CDLL(name, use_errno=True).sync_file_range  # releases the GIL
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn  # type: ignore[no-any-return]
+
+
+_sync_file_range = _load_sync_file_range()
+
+
+def sync_range(fd: int, offset: int, nbytes: int, *, wait: bool) -> None:
+    """Start (and with ``wait``, finish) the write-back of a byte range; else fdatasync."""
+    if _sync_file_range is None:
+        if wait:
+            os.fdatasync(fd)
+        return
+    flags = _SYNC_WAIT_BEFORE | _SYNC_WRITE | _SYNC_WAIT_AFTER if wait else _SYNC_WRITE
+    if _sync_file_range(fd, offset, nbytes, flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def drop_cache(fd: int, offset: int = 0, nbytes: int = 0) -> None:
+    os.posix_fadvise(fd, offset, nbytes, os.POSIX_FADV_DONTNEED)
+
+
+def write_all(pwrite: Pwrite, fd: int, data: memoryview, offset: int) -> int:
+    """``pwrite`` until every byte is written (short writes are retried); bytes written."""
+    done = 0
+    while done < data.nbytes:
+        n = pwrite(fd, data[done:], offset + done)
+        if n <= 0:
+            raise OSError(errno.EIO, f"write returned {n} at offset {offset + done}")
+        done += n
+    return done
+
+
+class Sink(Protocol):
+    """Bytes written in order to one file; ``close`` returns only once they are through."""
+
+    def write(self, data: memoryview) -> None: ...
+    def close(self) -> int: ...
+    def abort(self) -> None: ...
+
+
+class RangeSink:
+    """Buffered writes pushed to the device piece by piece (``sync_file_range``)."""
+
+    def __init__(self, fd: int, offset: int = 0, *, pwrite: Pwrite = os.pwrite,
+                 piece: int = PIECE) -> None:
+        self.fd, self.start, self.offset = fd, offset, offset
+        self._pwrite, self._piece = pwrite, piece
+        self._kicked = offset  # write-back started up to here
+        self._waited = offset  # on the device and dropped up to here
+
+    def write(self, data: memoryview) -> None:
+        self.offset += write_all(self._pwrite, self.fd, data, self.offset)
+        if self.offset - self._kicked >= self._piece:
+            self._push()
+
+    def _push(self) -> None:
+        # wait for the previous piece while the device starts on this one
+        previous = self._kicked
+        sync_range(self.fd, self._kicked, self.offset - self._kicked, wait=False)
+        self._kicked = self.offset
+        if previous > self._waited:
+            self._settle(previous)
+
+    def _settle(self, upto: int) -> None:
+        sync_range(self.fd, self._waited, upto - self._waited, wait=True)
+        drop_cache(self.fd, self._waited, upto - self._waited)
+        self._waited = upto
+
+    def close(self) -> int:
+        """Wait for everything written; the bytes written. The fd stays open (caller's)."""
+        if self.offset > self._waited:
+            self._settle(self.offset)
+        return self.offset - self.start
+
+    def abort(self) -> None:
+        pass
+
+
+class DirectSink:
+    """``O_DIRECT`` writes from two aligned staging buffers, one written while one fills."""
+
+    def __init__(self, fd: int, *, pwrite: Pwrite = os.pwrite, piece: int = PIECE,
+                 io: ThreadPoolExecutor | None = None) -> None:
+        self.fd, self._pwrite = fd, pwrite
+        self._piece = piece - piece % BLOCK or BLOCK
+        self._buffers = [mmap.mmap(-1, self._piece), mmap.mmap(-1, self._piece)]
+        self._pending: list[Future[int] | None] = [None, None]
+        self._current, self._fill, self._offset = 0, 0, 0
+        self._own_io = io is None
+        self._io = io or ThreadPoolExecutor(1, thread_name_prefix="memkube-direct")
+
+    def write(self, data: memoryview) -> None:
+        data = data.cast("B") if data.format != "B" or data.ndim != 1 else data
+        while data.nbytes:
+            n = min(data.nbytes, self._piece - self._fill)
+            buf = self._buffers[self._current]
+            buf[self._fill : self._fill + n] = data[:n]
+            self._fill += n
+            data = data[n:]
+            if self._fill == self._piece:
+                self._flush(self._piece)
+
+    def _flush(self, nbytes: int) -> None:
+        view = memoryview(self._buffers[self._current])[:nbytes]
+        self._pending[self._current] = self._io.submit(
+            write_all, self._pwrite, self.fd, view, self._offset)
+        self._offset += nbytes
+        self._current ^= 1
+        self._fill = 0
+        self._wait(self._current)  # the other buffer must be written before we refill it
+
+    def _wait(self, i: int) -> None:
+        fut, self._pending[i] = self._pending[i], None
+        if fut is not None:
+            fut.result()
+
+    def close(self) -> int:
+        try:
+            length = self._offset + self._fill
+            if self._fill:
+                padded = -(-self._fill // BLOCK) * BLOCK
+                buf = self._buffers[self._current]
+                buf[self._fill : padded] = bytes(padded - self._fill)
+                self._flush(padded)
+            self._wait(0)
+            self._wait(1)
+            os.ftruncate(self.fd, length)
+            return length
+        finally:
+            self._release()
+
+    def abort(self) -> None:
+        for i in (0, 1):
+            fut = self._pending[i]
+            if fut is not None:
+                fut.exception()  # wait, ignore: the file is being removed
+        self._release()
+
+    def _release(self) -> None:
+        if self._own_io:
+            self._io.shutdown(wait=True)
+        for buf in self._buffers:
+            try:
+                buf.close()
+            except BufferError:  # a view still held by a failed write: freed with it
+                pass
+
+
+def open_sink(path: str, mode: str, *, pwrite: Pwrite = os.pwrite) -> tuple[int, Sink]:
+    """Create ``path`` and a sink writing it in ``mode``; falls back from "direct"."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    if mode == "direct":
+        try:
+            fd = os.open(path, flags | os.O_DIRECT, 0o600)
+            return fd, DirectSink(fd, pwrite=pwrite)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+    fd = os.open(path, flags, 0o600)
+    return fd, RangeSink(fd, pwrite=pwrite)
+
+
+def read_file(path: str, offset: int, nbytes: int, *, direct: bool = True) -> memoryview:
+    """``nbytes`` at ``offset`` of ``path`` in fresh writable memory, bypassing the cache.
+
+    Short reads are retried; a file shorter than asked raises EIO (the caller checksums).
+    """
+    if nbytes == 0:
+        return memoryview(bytearray())
+    aligned = direct and offset % BLOCK == 0
+    size = -(-nbytes // BLOCK) * BLOCK if aligned else nbytes
+    buf = mmap.mmap(-1, size)
+    fd = -1
+    if aligned:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECT | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            aligned = False
+    if fd < 0:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        view = memoryview(buf)
+        got = 0
+        while got < nbytes:
+            n = os.preadv(fd, [view[got:size]], offset + got)
+            if n == 0:
+                break
+            got += n
+        if not aligned:  # whole pages, including those shared with neighbours in a pack
+            first = offset - offset % BLOCK
+            drop_cache(fd, first, -(-(offset + nbytes - first) // BLOCK) * BLOCK)
+    finally:
+        os.close(fd)
+    if got < nbytes:
+        raise OSError(errno.EIO, f"{path}: {got} of {nbytes} bytes at offset {offset}")
+    return view[:nbytes]
