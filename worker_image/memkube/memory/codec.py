@@ -31,6 +31,7 @@ import zstandard
 
 from ..errors import ConfigError, SpillCorruptError
 from ..serialize import Frame
+from .writeback import address_of
 
 Codec = Literal["none", "lz4", "zstd"]
 COMPRESSION_MODES = ("auto", "none", "lz4", "zstd")
@@ -38,6 +39,7 @@ COMPRESSION_MODES = ("auto", "none", "lz4", "zstd")
 MAGIC = b"MKS3"
 _SUFFIX = struct.Struct(">II4s")
 MAX_HEADER = 1 << 20
+ALIGN = 4096  # the block size direct I/O needs (``writeback.BLOCK``)
 # Frames smaller than this are stored as they are: compressing them saves nothing measurable.
 MIN_COMPRESS = 4096
 # "auto" compresses when the sample shrinks to this fraction or less.
@@ -93,8 +95,9 @@ class Encoder:
     """
 
     def __init__(self, frames: Sequence[Frame], mode: str = "auto", *,
-                 piece: int = 8 << 20) -> None:
+                 piece: int = 8 << 20, align: bool = False) -> None:
         self._piece = piece
+        self._align = align
         self._entries: list[tuple[Codec, int, memoryview, int | None, int | None]] = []
         for frame in frames:
             view = memoryview(frame).cast("B")
@@ -104,13 +107,18 @@ class Encoder:
             else:
                 data = memoryview(_compress(codec, view))
                 self._entries.append((codec, view.nbytes, data, checksum(data), checksum(view)))
-        self.planned = sum(e[2].nbytes for e in self._entries) + 32 * len(self._entries) + 64
+        self.planned = (sum(e[2].nbytes for e in self._entries)
+                        + (32 + (ALIGN if align else 0)) * len(self._entries) + 64)
         self.nbytes = 0
         self.raw_checksums: tuple[int, ...] = ()
 
     def pieces(self) -> Iterator[memoryview]:
         header, raw, total = [], [], 0
         for codec, raw_len, data, crc, raw_crc in self._entries:
+            pad = self._padding(data, total)
+            if pad:
+                yield memoryview(bytes(pad))
+                total += pad
             if crc is None:
                 hasher = xxhash.xxh3_64()
                 for start in range(0, data.nbytes, self._piece):
@@ -120,7 +128,7 @@ class Encoder:
                 crc = raw_crc = hasher.intdigest()
             else:
                 yield data
-            header.append([codec, raw_len, data.nbytes, crc])
+            header.append([codec, raw_len, data.nbytes, crc, *([pad] if pad else [])])
             raw.append(raw_crc)
             total += data.nbytes
         packed = msgpack.packb({"frames": header})
@@ -128,6 +136,14 @@ class Encoder:
         self.nbytes = total + len(trailer)
         self.raw_checksums = tuple(raw)
         yield memoryview(trailer)
+
+    def _padding(self, data: memoryview, position: int) -> int:
+        """Zero bytes to put before a large frame so that its address and its position in
+        the file agree modulo ``ALIGN`` (direct I/O then writes it without a copy)."""
+        if not self._align or data.nbytes < 16 * ALIGN:
+            return 0
+        addr = address_of(data)
+        return 0 if addr is None else (addr - position) % ALIGN
 
 
 def encode(frames: Sequence[Frame], mode: str = "auto") -> tuple[list[Frame], tuple[int, ...]]:
@@ -155,7 +171,11 @@ def decode(blob: bytes | bytearray | memoryview, *, where: str = "spill file") -
     entries, hstart = _trailer(view, where)
     offset = 0
     frames: list[Frame] = []
-    for codec, raw_len, stored_len, crc in entries:
+    for entry in entries:
+        if not isinstance(entry, list) or len(entry) not in (4, 5):
+            raise SpillCorruptError(f"{where}: unreadable header entry")
+        codec, raw_len, stored_len, crc = entry[:4]
+        offset += entry[4] if len(entry) == 5 else 0  # padding before the frame
         data = view[offset : offset + stored_len]
         offset += stored_len
         if data.nbytes != stored_len or offset > hstart:

@@ -83,7 +83,8 @@ class SpillDisk(MutableMapping[str, Any]):
         disk failed).
         """
         start = time.perf_counter()
-        encoder = codec.Encoder(frames, self.compression)
+        encoder = codec.Encoder(frames, self.compression,
+                                align=bool(getattr(self.blobs, "aligned", False)))
         planned = encoder.planned
         with self._lock:
             dead = int(getattr(self.blobs, "dead_bytes", 0))

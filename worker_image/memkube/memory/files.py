@@ -30,7 +30,16 @@ from typing import Any
 
 from ..errors import SpillError, SpillFullError
 from ..serialize import Frame
-from .writeback import MODES, Pwrite, RangeSink, drop_cache, open_sink, read_file, sync_range
+from .writeback import (
+    MODES,
+    Pwrite,
+    RangeSink,
+    Staging,
+    drop_cache,
+    open_sink,
+    read_file,
+    sync_range,
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 _FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -85,6 +94,8 @@ class File(MutableMapping[str, Any]):
         self._packs = itertools.count()
         self._disk_bytes = 0
         self._live_bytes = 0
+        self._staging = Staging() if mode == "direct" else None
+        self.aligned = mode == "direct"  # the encoder pads large frames for copy-free writes
 
     @property
     def dead_bytes(self) -> int:
@@ -146,7 +157,7 @@ class File(MutableMapping[str, Any]):
                 tmp.unlink(missing_ok=True)
                 raise
             return _Entry(path, 0, size)
-        fd, sink = open_sink(str(tmp), self.mode, pwrite=self._pwrite)
+        fd, sink = open_sink(str(tmp), self.mode, pwrite=self._pwrite, staging=self._staging)
         try:
             try:
                 for view in _views(value):
@@ -280,3 +291,6 @@ class File(MutableMapping[str, Any]):
         with self._pack_lock:
             if self._pack is not None:
                 self._seal(self._pack)
+        if self._staging is not None:
+            self._staging.close()
+            self._staging = Staging()  # still usable after close

@@ -34,6 +34,7 @@ import ctypes.util
 import errno
 import mmap
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
@@ -136,83 +137,159 @@ class RangeSink:
         pass
 
 
-class DirectSink:
-    """``O_DIRECT`` writes from two aligned staging buffers, one written while one fills."""
+class Staging:
+    """Page-aligned buffers for direct I/O, reused (fresh memory costs page faults) and an
+    I/O thread pool, shared by the sinks of one file layer. Thread-safe."""
 
-    def __init__(self, fd: int, *, pwrite: Pwrite = os.pwrite, piece: int = PIECE,
-                 io: ThreadPoolExecutor | None = None) -> None:
-        self.fd, self._pwrite = fd, pwrite
-        self._piece = piece - piece % BLOCK or BLOCK
-        self._buffers = [mmap.mmap(-1, self._piece), mmap.mmap(-1, self._piece)]
-        self._pending: list[Future[int] | None] = [None, None]
-        self._current, self._fill, self._offset = 0, 0, 0
-        self._own_io = io is None
-        self._io = io or ThreadPoolExecutor(1, thread_name_prefix="memkube-direct")
+    def __init__(self, piece: int = PIECE, threads: int = 4) -> None:
+        self.piece = piece - piece % BLOCK or BLOCK
+        self._free: list[mmap.mmap] = []
+        self._lock = threading.Lock()
+        self.io = ThreadPoolExecutor(threads, thread_name_prefix="memkube-direct")
+
+    def take(self) -> mmap.mmap:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return mmap.mmap(-1, self.piece)
+
+    def give(self, buf: mmap.mmap) -> None:
+        with self._lock:
+            if len(self._free) < 8:
+                self._free.append(buf)
+                return
+        try:
+            buf.close()
+        except BufferError:
+            pass
+
+    def close(self) -> None:
+        self.io.shutdown(wait=True)
+        with self._lock:
+            free, self._free = self._free, []
+        for buf in free:
+            try:
+                buf.close()
+            except BufferError:  # a view kept alive by a failed write's traceback: GC frees it
+                pass
+
+
+def address_of(view: memoryview) -> int | None:
+    """The address of a writable contiguous buffer (None when it cannot be known)."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(view))
+    except (TypeError, ValueError):  # read-only (bytes) or not contiguous
+        return None
+
+
+class DirectSink:
+    """``O_DIRECT`` writes: block-aligned runs straight from the caller's memory, the rest
+    (heads, tails, small buffers) through reused aligned staging buffers; up to
+    ``depth`` writes in flight on the staging's I/O threads while the caller goes on.
+
+    A buffer is written without a copy when its address and the file position agree
+    modulo the block size (``codec.Encoder(align=True)`` pads the stream so they do).
+    The caller's buffers must stay unchanged until :meth:`close` returns.
+    """
+
+    def __init__(self, fd: int, *, pwrite: Pwrite = os.pwrite,
+                 staging: Staging | None = None, depth: int = 3) -> None:
+        self.fd, self._pwrite, self._depth = fd, pwrite, depth
+        self._own = staging is None
+        self._staging = staging or Staging(threads=2)
+        self._piece = self._staging.piece
+        self._buf: mmap.mmap | None = self._staging.take()
+        self._fill, self._offset = 0, 0
+        self._pending: list[tuple[Future[int], mmap.mmap | None]] = []
+        self.copied = 0  # bytes that went through staging (for tests and figures)
 
     def write(self, data: memoryview) -> None:
         data = data.cast("B") if data.format != "B" or data.ndim != 1 else data
+        if data.nbytes >= 16 * BLOCK:
+            addr = address_of(data)
+            if addr is not None and (self._offset + self._fill - addr) % BLOCK == 0:
+                head = (-addr) % BLOCK
+                self._copy(data[:head])
+                data = data[head:]
+                body = data.nbytes - data.nbytes % BLOCK
+                self._flush()  # the staged bytes end on a block boundary now
+                self._submit(data[:body], None)
+                data = data[body:]
+        self._copy(data)
+
+    def _copy(self, data: memoryview) -> None:
         while data.nbytes:
+            if self._buf is None:
+                self._buf = self._staging.take()
             n = min(data.nbytes, self._piece - self._fill)
-            buf = self._buffers[self._current]
-            buf[self._fill : self._fill + n] = data[:n]
+            self._buf[self._fill : self._fill + n] = data[:n]
             self._fill += n
+            self.copied += n
             data = data[n:]
             if self._fill == self._piece:
-                self._flush(self._piece)
+                self._flush()
 
-    def _flush(self, nbytes: int) -> None:
-        view = memoryview(self._buffers[self._current])[:nbytes]
-        self._pending[self._current] = self._io.submit(
-            write_all, self._pwrite, self.fd, view, self._offset)
-        self._offset += nbytes
-        self._current ^= 1
+    def _flush(self) -> None:
+        if not self._fill:
+            return
+        buf, self._buf = self._buf, None
+        assert buf is not None
+        self._submit(memoryview(buf)[: self._fill], buf)
         self._fill = 0
-        self._wait(self._current)  # the other buffer must be written before we refill it
 
-    def _wait(self, i: int) -> None:
-        fut, self._pending[i] = self._pending[i], None
-        if fut is not None:
+    def _submit(self, view: memoryview, buf: mmap.mmap | None) -> None:
+        fut = self._staging.io.submit(write_all, self._pwrite, self.fd, view, self._offset)
+        self._offset += view.nbytes
+        self._pending.append((fut, buf))
+        while len(self._pending) > self._depth:
+            self._wait_oldest()
+
+    def _wait_oldest(self) -> None:
+        fut, buf = self._pending.pop(0)
+        try:
             fut.result()
+        finally:
+            if buf is not None:
+                self._staging.give(buf)
 
     def close(self) -> int:
         try:
             length = self._offset + self._fill
             if self._fill:
                 padded = -(-self._fill // BLOCK) * BLOCK
-                buf = self._buffers[self._current]
-                buf[self._fill : padded] = bytes(padded - self._fill)
-                self._flush(padded)
-            self._wait(0)
-            self._wait(1)
+                assert self._buf is not None
+                self._buf[self._fill : padded] = bytes(padded - self._fill)
+                self._fill = padded
+                self._flush()
+            while self._pending:
+                self._wait_oldest()
             os.ftruncate(self.fd, length)
             return length
         finally:
-            self._release()
+            self.abort()
 
     def abort(self) -> None:
-        for i in (0, 1):
-            fut = self._pending[i]
-            if fut is not None:
-                fut.exception()  # wait, ignore: the file is being removed
-        self._release()
-
-    def _release(self) -> None:
-        if self._own_io:
-            self._io.shutdown(wait=True)
-        for buf in self._buffers:
+        while self._pending:
             try:
-                buf.close()
-            except BufferError:  # a view still held by a failed write: freed with it
-                pass
+                self._wait_oldest()
+            except OSError:
+                pass  # the file is being removed
+        if self._buf is not None:
+            self._staging.give(self._buf)
+            self._buf = None
+        if self._own:
+            self._staging.close()
+            self._own = False
 
 
-def open_sink(path: str, mode: str, *, pwrite: Pwrite = os.pwrite) -> tuple[int, Sink]:
+def open_sink(path: str, mode: str, *, pwrite: Pwrite = os.pwrite,
+              staging: Staging | None = None) -> tuple[int, Sink]:
     """Create ``path`` and a sink writing it in ``mode``; falls back from "direct"."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     if mode == "direct":
         try:
             fd = os.open(path, flags | os.O_DIRECT, 0o600)
-            return fd, DirectSink(fd, pwrite=pwrite)
+            return fd, DirectSink(fd, pwrite=pwrite, staging=staging)
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
