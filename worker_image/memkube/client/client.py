@@ -37,6 +37,7 @@ from ..protocol import MAX_FRAME, BatchedSend, Message, ops_allowed, receive_ops
 from ..security import Auth, TLSConfig, token_from_env
 from ..taskspec import call_spec, replace_refs, task_key
 from . import transfer
+from .direct import Routes
 from .futures import (
     CANCELLED,
     ERROR,
@@ -90,6 +91,7 @@ class Client:
         self.address = parse_address(str(address))
         self.auth = Auth(token_from_env(token))
         self.tls = tls or TLSConfig()
+        self.routes = Routes()  # which workers this client reaches for direct gathers
         self.id = f"{name or 'client'}-{uuid.uuid4().hex[:12]}"
         self.asynchronous = asynchronous
         self.timeout = timeout
