@@ -57,7 +57,8 @@ class SpillStats:
 
     spill_count: int = 0
     spill_bytes: int = 0  # bytes written to disk
-    spill_seconds: float = 0.0
+    spill_seconds: float = 0.0  # summed over writes (concurrent writes overlap)
+    spill_busy_seconds: float = 0.0  # wall time with at least one write in flight
     unspill_count: int = 0
     unspill_bytes: int = 0  # bytes read from disk
     unspill_seconds: float = 0.0
@@ -96,6 +97,8 @@ class SpillBuffer(MutableMapping[str, Any]):
         self.writers = max(1, writers)
         self._pool: ThreadPoolExecutor | None = None
         self._loading: dict[str, threading.Event] = {}
+        self._writing = 0
+        self._busy_since = 0.0
 
     def close(self) -> None:
         """Stop the writer threads (after the writes in flight); the data stays."""
@@ -357,6 +360,19 @@ class SpillBuffer(MutableMapping[str, Any]):
 
     def _spill(self, taken: tuple[str, Any, int, int, Blob | None]) -> int:
         """Write a taken value and bind its file; never raises (0 if it stays in memory)."""
+        with self._lock:
+            self._writing += 1
+            if self._writing == 1:
+                self._busy_since = time.perf_counter()
+        try:
+            return self._spill_taken(taken)
+        finally:
+            with self._lock:
+                self._writing -= 1
+                if self._writing == 0:
+                    self.stats.spill_busy_seconds += time.perf_counter() - self._busy_since
+
+    def _spill_taken(self, taken: tuple[str, Any, int, int, Blob | None]) -> int:
         key, value, weight, version, clean = taken
         start = time.perf_counter()
         try:

@@ -76,6 +76,7 @@ class MemoryFigures(TypedDict):
     spill_count: int
     spill_bytes: int
     spill_seconds: float
+    spill_busy_seconds: float
     unspill_count: int
     unspill_bytes: int
     unspill_seconds: float
@@ -206,6 +207,7 @@ class WorkerMemory:
             "spill_count": stats.spill_count,
             "spill_bytes": stats.spill_bytes,
             "spill_seconds": stats.spill_seconds,
+            "spill_busy_seconds": stats.spill_busy_seconds,
             "unspill_count": stats.unspill_count,
             "unspill_bytes": stats.unspill_bytes,
             "unspill_seconds": stats.unspill_seconds,
