@@ -125,7 +125,7 @@ def measure_gather(system: str, n_chunks: int, timeout: float, *,
         if through_scheduler:
             bogus = f"tcp://127.0.0.1:{_closed_port()}"
             client.routes.resolve = lambda address: bogus
-        warm = client.map(make_chunk, range(-2, 0), nbytes=MiB)
+        warm = client.map(make_chunk, range(10**6, 10**6 + 2), nbytes=MiB)
         client.gather(warm)  # connections (and the client's reachability probes) made
         futures = client.map(make_chunk, range(n_chunks), nbytes=CHUNK)
         wait_all(system, futures, timeout)

@@ -398,7 +398,7 @@ class SpillBuffer(MutableMapping[str, Any]):
             self._put_back(key, version)
             self._mark_full(str(exc) if isinstance(exc, SpillFullError) else f"disk failed: {exc}")
             return 0
-        except Exception:  # noqa: BLE001 - evicting never raises; the value stays
+        except Exception:
             self._put_back(key, version)
             logger.exception("spilling %r failed; keeping it in memory", key)
             return 0

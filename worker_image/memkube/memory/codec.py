@@ -113,7 +113,9 @@ class Encoder:
         self.raw_checksums: tuple[int, ...] = ()
 
     def pieces(self) -> Iterator[memoryview]:
-        header, raw, total = [], [], 0
+        header: list[list[object]] = []
+        raw: list[int] = []
+        total = 0
         for codec, raw_len, data, crc, raw_crc in self._entries:
             pad = self._padding(data, total)
             if pad:
@@ -128,6 +130,7 @@ class Encoder:
                 crc = raw_crc = hasher.intdigest()
             else:
                 yield data
+            assert raw_crc is not None  # set with the compressed data
             header.append([codec, raw_len, data.nbytes, crc, *([pad] if pad else [])])
             raw.append(raw_crc)
             total += data.nbytes

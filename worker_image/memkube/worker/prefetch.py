@@ -22,12 +22,6 @@ class _Memory(Protocol):
     def prefetch(self, wanted: dict[str, int]) -> list[str]: ...
 
 
-class _Task(Protocol):
-    who_has: dict[str, list[str]]
-    nbytes: dict[str, int]
-    cancelled: bool
-
-
 class Prefetcher:
     """Reads ahead the spilled inputs of the next ``depth`` ready tasks."""
 
@@ -41,10 +35,10 @@ class Prefetcher:
         if self.depth <= 0 or not ready or (self._job is not None and not self._job.done()):
             return
         wanted: dict[str, int] = {}
-        for _, _, task in heapq.nsmallest(self.depth, ready):
-            if not task.cancelled:
-                for key in task.who_has:
-                    wanted.setdefault(key, int(task.nbytes.get(key, 0)))
+        live = [t for _, _, t in heapq.nsmallest(4 * self.depth, ready) if not t.cancelled]
+        for task in live[: self.depth]:
+            for key in task.who_has:
+                wanted.setdefault(key, int(task.nbytes.get(key, 0)))
         if wanted:
             try:
                 self._job = self.executor.submit(self.memory.prefetch, wanted)
