@@ -5,8 +5,9 @@
 an event loop in a background thread; ``asynchronous=True`` uses the caller's loop and
 every method returns an awaitable.
 
-Control messages go over one websocket (batched); data goes over the scheduler's HTTP
-``/api/v1/gather`` and ``/api/v1/scatter``, so only the scheduler must be reachable.
+Control messages go over one websocket (batched). Gathers read straight from the workers
+this client reaches (``direct.py``) and through the scheduler's ``/api/v1/gather`` for the
+rest; scatter goes through ``/api/v1/scatter``. Only the scheduler must be reachable.
 """
 
 from __future__ import annotations
