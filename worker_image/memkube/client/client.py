@@ -5,9 +5,8 @@
 an event loop in a background thread; ``asynchronous=True`` uses the caller's loop and
 every method returns an awaitable.
 
-Control messages go over one websocket (batched). Gathers read straight from the workers
-this client reaches (``direct.py``) and through the scheduler's ``/api/v1/gather`` for the
-rest; scatter goes through ``/api/v1/scatter``. Only the scheduler must be reachable.
+Control messages go over one websocket (batched); data as ``transfer.py`` says (only the
+scheduler must be reachable; workers the client reaches are gathered from directly).
 """
 
 from __future__ import annotations
