@@ -139,9 +139,14 @@ class RangeSink:
 
 class Staging:
     """Page-aligned buffers for direct I/O, reused (fresh memory costs page faults) and an
-    I/O thread pool, shared by the sinks of one file layer. Thread-safe."""
+    I/O thread pool, shared by the sinks of one file layer. Thread-safe.
 
-    def __init__(self, piece: int = PIECE, threads: int = 4) -> None:
+    Large frames are written from the caller's memory, so staging carries only heads,
+    tails and small frames: 1 MiB buffers, at most ``keep`` of them kept idle (this is
+    worker memory outside the managed bytes)."""
+
+    def __init__(self, piece: int = 1 << 20, threads: int = 4, keep: int = 4) -> None:
+        self._keep = keep
         self.piece = piece - piece % BLOCK or BLOCK
         self._free: list[mmap.mmap] = []
         self._lock = threading.Lock()
@@ -155,7 +160,7 @@ class Staging:
 
     def give(self, buf: mmap.mmap) -> None:
         with self._lock:
-            if len(self._free) < 8:
+            if len(self._free) < self._keep:
                 self._free.append(buf)
                 return
         try:

@@ -438,7 +438,8 @@ class Worker:
 
     async def _settle_memory_then_start(self) -> None:
         await self.memory.check_now()
-        self._start_ready()
+        if not self._closing:  # a memory restart may be closing the worker meanwhile
+            self._start_ready()
 
     # ------------------------------------------------------------------ memory callbacks
 
