@@ -6,6 +6,7 @@ Real files in ``tmp_path``; failures injected through the ``pwrite`` seam.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import threading
 from pathlib import Path
@@ -81,7 +82,7 @@ def test_direct_sink_returns_only_after_every_write_and_covers_the_file(tmp_path
     # writes ran on several threads, in any order, yet cover the file exactly once
     spans = sorted(rec.calls)
     assert spans[0][0] == 0
-    assert all(a + n == b for (a, n), (b, _) in zip(spans, spans[1:], strict=False))
+    assert all(a + n == b for (a, n), (b, _) in itertools.pairwise(spans))
     assert all(off % BLOCK == 0 and n % BLOCK == 0 for off, n in spans)
     assert size == len(payload) - 3 == (tmp_path / "f").stat().st_size
     assert bytes(read_file(str(tmp_path / "f"), 0, size)) == bytes(payload[3:])
