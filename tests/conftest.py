@@ -11,6 +11,15 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 import pytest
 
+# The real control plane (tests/support/localkube): one per session, started on first use.
+from localkube.fixtures import (  # noqa: F401
+    control_plane,
+    k8s_binaries,
+    kube,
+    namespace,
+    workerpool_crd,
+)
+
 
 @pytest.fixture(autouse=True)
 def _fresh_log_limits() -> None:
