@@ -83,8 +83,57 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "dask": version("dask"),
         "distributed": version("distributed"),
+        "ray": _version_or_none("ray"),
         "memkube_src": RUNTIME_SRC,
     }
+
+
+def _version_or_none(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def load_average() -> str:
+    """``uptime``'s three load averages, to print beside a figure (the machine is shared)."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def raw_disk(directory: Path, nbytes: int, block: int = 32 << 20) -> tuple[float, float]:
+    """Bytes/s of the bare disk: one sequential ``O_DIRECT`` write of ``nbytes`` from one
+    reused page-aligned buffer (fsynced), then its ``O_DIRECT`` read into the same buffer.
+    The physical limit of a spill: no serialization, checksum, allocation or page cache."""
+    import mmap
+
+    path = Path(directory) / f"raw-disk-test-{os.getpid()}"
+    buf = mmap.mmap(-1, block)
+    buf.write(os.urandom(1 << 20) * (block >> 20))
+    n = max(1, nbytes // block)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o600)
+        try:
+            start = time.perf_counter()
+            for i in range(n):
+                os.pwrite(fd, buf, i * block)
+            os.fsync(fd)
+            write = n * block / (time.perf_counter() - start)
+        finally:
+            os.close(fd)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        try:
+            start = time.perf_counter()
+            for i in range(n):
+                os.preadv(fd, [buf], i * block)
+            read = n * block / (time.perf_counter() - start)
+        finally:
+            os.close(fd)
+        return write, read
+    finally:
+        path.unlink(missing_ok=True)
+        buf.close()
 
 
 def write_json(name: str, payload: dict[str, Any]) -> Path:

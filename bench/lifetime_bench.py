@@ -15,6 +15,12 @@ Two workers x one thread, 1 GiB memory limit each, both systems in turn.
   vs nothing. For memkube replication 2 the time until every key has two copies again is
   reported too.
 
+* gather: 1 GiB (``--quick``: 0.25) of 32 MiB results held by the two workers, one
+  ``gather`` into this process: memkube as it chooses (straight from the workers here),
+  memkube with the workers unreachable for the client (through the scheduler, as behind a
+  port-forward), dask, and Ray (``ray_peer.py``: one ``ray.get``; on one node that maps
+  its shared-memory store, no bytes cross a socket).
+
 Not covered: memory pressure during recovery, retirement (graceful scale-down).
 
     .venv/bin/python bench/lifetime_bench.py [--quick]
@@ -36,6 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib
+import raylib
 from benchlib import GiB, MiB
 
 CHUNK = 32 * MiB
@@ -96,6 +103,41 @@ def wait_all(system: str, futures: list[Any], timeout: float) -> None:
         import distributed
 
         distributed.wait(futures, timeout=timeout)
+
+
+# ---------------------------------------------------------------------- gather
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def measure_gather(system: str, n_chunks: int, timeout: float, *,
+                   through_scheduler: bool = False) -> dict[str, Any]:
+    """Seconds for one ``gather`` of ``n_chunks`` results held by two workers, into this
+    process. ``through_scheduler``: memkube with its workers made unreachable for the client
+    (its address seam), as behind a port-forward to the scheduler alone."""
+    with tempfile.TemporaryDirectory(prefix=f"{system}-gather-") as spill, \
+            pool(system, Path(spill)) as (client, _pids):
+        if through_scheduler:
+            bogus = f"tcp://127.0.0.1:{_closed_port()}"
+            client.routes.resolve = lambda address: bogus
+        warm = client.map(make_chunk, range(10**6, 10**6 + 2), nbytes=MiB)
+        client.gather(warm)  # connections (and the client's reachability probes) made
+        futures = client.map(make_chunk, range(n_chunks), nbytes=CHUNK)
+        wait_all(system, futures, timeout)
+        start = time.perf_counter()
+        values = client.gather(futures)
+        elapsed = time.perf_counter() - start
+        check = sum(fingerprint(v) for v in values)
+        out = {"system": system, "through_scheduler": through_scheduler, "gather_s": elapsed,
+               "nbytes": sum(v.nbytes for v in values), "check": check}
+        if system == "memkube":
+            out["fallback_keys"] = client.routes.fallback_keys
+        return out
 
 
 # ---------------------------------------------------------------------- release
@@ -239,11 +281,13 @@ def main() -> None:
                         help="runs per figure, median reported (default 3, quick 1)")
     parser.add_argument("--task-cost", type=float, default=0.25,
                         help="seconds each recovery task takes (recomputation cost)")
+    parser.add_argument("--no-ray", action="store_true", help="leave Ray out")
     args = parser.parse_args()
     n_release = int((args.release_gib or (0.5 if args.quick else 2)) * GiB) // CHUNK
     n_recover = 8 if args.quick else 24
     args.repeats = args.repeats or (1 if args.quick else 3)
     timeout = 60.0 if args.quick else 120.0
+    load = benchlib.load_average()
     result: dict[str, Any] = {"machine": benchlib.machine(), "release_bytes": n_release * CHUNK,
                               "recover_chunks": n_recover, "task_cost": args.task_cost}
 
@@ -268,6 +312,28 @@ def main() -> None:
             recovery[(s, replicated)] = _median_run(runs)
     result["release"] = release
     result["recovery"] = [*recovery.values()]
+    n_gather = int((0.25 if args.quick else 1.0) * GiB) // CHUNK
+    gathers: dict[str, list[dict[str, Any]]] = {"memkube": [], "memkube-scheduler": [],
+                                                "dask": []}
+    for i in range(args.repeats):
+        for name in ("memkube", "memkube-scheduler", "dask")[:: 1 if i % 2 == 0 else -1]:
+            system = "dask" if name == "dask" else "memkube"
+            g = measure_gather(system, n_gather, timeout,
+                               through_scheduler=name == "memkube-scheduler")
+            gathers[name].append(g)
+            print(f"gather {name}: {g['gather_s']:.3f} s", flush=True)
+    no_ray = "--no-ray" if args.no_ray else raylib.available()
+    ray_gather = [raylib.run("gather", n=n_gather, chunk=CHUNK, cpus=2)
+                  for _ in range(args.repeats)] if no_ray is None else []
+    print(f"gather ray: {ray_gather}", flush=True)
+    result["gather"] = {**gathers, "ray": ray_gather}
+    g_med = {k: benchlib.median([g["gather_s"] for g in v]) for k, v in gathers.items()}
+    ray_ok = [g["gather_s"] for g in ray_gather if "gather_s" in g]
+    g_med["ray"] = benchlib.median(ray_ok) if ray_ok else None
+    checks = {round(g["check"], 3) for v in gathers.values() for g in v}
+    checks |= {round(g["check"], 3) for g in ray_gather if "check" in g}
+    if len(checks) != 1:
+        print(f"WARNING: gathered values differ between systems: {checks}")
 
     mk, dk = release["memkube"], release["dask"]
     rows: list[dict[str, Any]] = [
@@ -296,10 +362,20 @@ def main() -> None:
     rows.append({"figure": "  memkube: 2 copies of every key again (s)",
                  "memkube": recovery[("memkube", True)].get("rereplicated_s"), "dask": None,
                  "memkube/dask": None})
+    size = f"{n_gather * CHUNK / GiB:.2f} GiB"
+    for label, key in ((f"gather {size} into the client (s)", "memkube"),
+                       ("  the same through the scheduler (s)", "memkube-scheduler")):
+        rows.append({"figure": label, "memkube": g_med[key], "dask": g_med["dask"],
+                     "ray": g_med["ray"], "memkube/dask": benchlib.ratio(g_med[key],
+                                                                         g_med["dask"]),
+                     "memkube/ray": benchlib.ratio(g_med[key], g_med["ray"])})
     result["table"] = rows
     benchlib.print_table("lifetime: 2 workers x 1 thread, 1 GiB each, median of "
-                         f"{args.repeats}", rows,
-                         ["figure", "memkube", "dask", "memkube/dask"])
+                         f"{args.repeats}; load before {load}, after "
+                         f"{benchlib.load_average()}", rows,
+                         ["figure", "memkube", "dask", "ray", "memkube/dask", "memkube/ray"])
+    if no_ray is not None:
+        print(f"ray: not run ({no_ray})")
     benchlib.write_json("lifetime", result)
 
 

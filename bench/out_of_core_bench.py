@@ -10,16 +10,21 @@ Reported per system and variant: completed (no error, no kernel OOM kill in the 
 wall time, peak cgroup working set / cgroup limit, peak RSS / memory limit, spill bytes and
 seconds as the worker accounts them, and spill write throughput as a fraction of this
 disk's raw sequential write speed (a file of the same size written with O_DIRECT in the
-same spill directory, same run). Not covered: several workers, transfer between workers.
+same spill directory, same run).
 
-    .venv/bin/python bench/out_of_core_bench.py [--quick] [--spill-dir DIR]
+Ray is the third column (``ray_peer.py``: object store memory = the same limit, spilling to
+the same spill root; not in a cgroup, see there). The *physical limit*, same run: the raw
+O_DIRECT write and read of the total bytes (``benchlib.raw_disk``) plus the compute alone
+(``make_chunk`` and ``chunk_sum`` of every chunk in this process, nothing kept, nothing
+spilled); wall times are also given as a multiple of it. Not covered: several workers,
+transfer between workers.
+
+    .venv/bin/python bench/out_of_core_bench.py [--quick] [--spill-dir DIR] [--no-ray]
 """
 
 from __future__ import annotations
 
 import argparse
-import mmap
-import os
 import shutil
 import sys
 import tempfile
@@ -30,6 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib
+import raylib
 from benchlib import GiB, MiB
 
 LIMIT = 512 * MiB
@@ -50,22 +56,12 @@ def chunk_sum(a: Any) -> float:
     return float(a.sum())
 
 
-def raw_write_speed(directory: Path, nbytes: int) -> float:
-    """Bytes/s of one sequential O_DIRECT write of ``nbytes`` (page cache bypassed), fsynced."""
-    path = directory / "raw-write-test"
-    block = mmap.mmap(-1, CHUNK)  # page-aligned, as O_DIRECT requires
-    block.write(os.urandom(CHUNK))
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o600)
-    try:
-        start = time.perf_counter()
-        for _ in range(nbytes // CHUNK):
-            os.write(fd, block)
-        os.fsync(fd)
-        return nbytes / (time.perf_counter() - start)
-    finally:
-        os.close(fd)
-        path.unlink()
-        block.close()
+def compute_alone(n_chunks: int, kind: str) -> float:
+    """Seconds to build and sum every chunk here, one at a time: the work without spilling."""
+    start = time.perf_counter()
+    for i in range(n_chunks):
+        chunk_sum(make_chunk(i, CHUNK, kind))
+    return time.perf_counter() - start
 
 
 def run_workload(client: Any, wait: Any, n_chunks: int, kind: str, timeout: float) -> float:
@@ -113,6 +109,7 @@ def _measure_memkube(kind: str, n_chunks: int, spill_dir: Path,
         out.update(peak_working_set=ws.peak, peak_rss=rss.peak, oom_kills=oom.peak,
                    restarts=sum(w.restarts for w in cluster.workers.values()),
                    spill_bytes=mem["spill_bytes"], spill_seconds=mem["spill_seconds"],
+                   spill_busy_seconds=mem.get("spill_busy_seconds"),
                    spill_count=mem["spill_count"], unspill_bytes=mem["unspill_bytes"],
                    unspill_seconds=mem["unspill_seconds"])
     return out
@@ -151,7 +148,8 @@ def summarize(run: dict[str, Any], raw_speed: float) -> dict[str, Any]:
     run["completed"] = run["error"] is None and run["oom_kills"] == 0
     run["working_set_over_cgroup_limit"] = run["peak_working_set"] / (LIMIT + OVERHEAD)
     run["rss_over_limit"] = run["peak_rss"] / LIMIT
-    seconds = run["spill_seconds"] or None
+    # memkube writes several values at once: the wall time with a write in flight counts
+    seconds = run.get("spill_busy_seconds") or run["spill_seconds"] or None
     # bytes as stored per second spent spilling: a disk figure only for incompressible data
     speed = run["spill_bytes"] / seconds if seconds else None
     run["spill_write_bytes_per_s"] = speed
@@ -167,6 +165,7 @@ def main() -> None:
     parser.add_argument("--spill-dir", type=Path, default=Path(tempfile.gettempdir()),
                         help="where both systems spill and the raw disk test writes")
     parser.add_argument("--kinds", default="random,zeros", help="random, zeros or both")
+    parser.add_argument("--no-ray", action="store_true", help="leave Ray out")
     args = parser.parse_args()
     from memkube.memory.child import child_cgroup_unavailable_reason
 
@@ -175,26 +174,46 @@ def main() -> None:
         sys.exit(f"needs a writable memory cgroup: {reason}")
     total = int((args.total or (1 if args.quick else 3)) * GiB)
     n_chunks = total // CHUNK
+    nbytes = n_chunks * CHUNK
     timeout = 60.0 if args.quick else 150.0
-    result: dict[str, Any] = {"machine": benchlib.machine(), "limit": LIMIT,
-                              "overhead": OVERHEAD, "chunk": CHUNK, "total": n_chunks * CHUNK}
-    raw = raw_write_speed(args.spill_dir, n_chunks * CHUNK)
-    result["raw_disk_write_bytes_per_s"] = raw
-    print(f"raw sequential write (O_DIRECT, {n_chunks * CHUNK / GiB:.1f} GiB): "
-          f"{raw / MiB:,.0f} MiB/s", flush=True)
+    kinds = args.kinds.split(",")
+    load = benchlib.load_average()
+    result: dict[str, Any] = {"machine": benchlib.machine(), "limit": LIMIT, "load_before": load,
+                              "overhead": OVERHEAD, "chunk": CHUNK, "total": nbytes}
+    raw_w, raw_r = benchlib.raw_disk(args.spill_dir, nbytes)
+    compute = {kind: compute_alone(n_chunks, kind) for kind in kinds}
+    physical = {kind: nbytes / raw_w + nbytes / raw_r + compute[kind] for kind in kinds}
+    result.update(raw_disk_write_bytes_per_s=raw_w, raw_disk_read_bytes_per_s=raw_r,
+                  compute_alone_s=compute, physical_limit_s=physical)
+    print(f"load {load}; raw disk (O_DIRECT, {nbytes / GiB:.1f} GiB): write {raw_w / MiB:,.0f} "
+          f"MiB/s, read {raw_r / MiB:,.0f} MiB/s; compute alone "
+          + ", ".join(f"{k} {v:.2f}s" for k, v in compute.items()), flush=True)
+    no_ray = "--no-ray" if args.no_ray else raylib.available()
     runs: list[dict[str, Any]] = []
-    for kind in args.kinds.split(","):
+    for kind in kinds:
         for system in ("memkube", "dask"):
-            run = summarize(measure(system, kind, n_chunks, args.spill_dir, timeout), raw)
+            run = summarize(measure(system, kind, n_chunks, args.spill_dir, timeout), raw_w)
             runs.append(run)
             print(f"{system} {kind}: completed={run['completed']} wall={run['wall_s']:.1f}s "
                   f"error={run['error']}", flush=True)
+        if no_ray is None:
+            spill_dir = Path(tempfile.mkdtemp(prefix="ray-spill-", dir=args.spill_dir))
+            try:
+                ray = raylib.run("ooc", n=n_chunks, chunk=CHUNK, kind=kind, limit=LIMIT,
+                                 spill_dir=str(spill_dir), timeout=timeout)
+            finally:
+                shutil.rmtree(spill_dir, ignore_errors=True)
+            ray.update(system="ray", kind=kind)
+            runs.append(ray)
+            print(f"ray {kind}: {ray}", flush=True)
     result["runs"] = runs
 
     rows = []
-    for kind in args.kinds.split(","):
+    for kind in kinds:
         mk = next(r for r in runs if r["system"] == "memkube" and r["kind"] == kind)
         dk = next(r for r in runs if r["system"] == "dask" and r["kind"] == kind)
+        ry = next((r for r in runs if r["system"] == "ray" and r["kind"] == kind), {})
+        ray_ok = bool(ry) and "error" not in ry
         both = mk["completed"] and dk["completed"]
         for label, field, use_ratio in [
             ("completed", "completed", False),
@@ -208,17 +227,34 @@ def main() -> None:
             ("spill write throughput / raw disk", "spill_write_over_raw_disk", True),
         ]:
             a, b = mk.get(field), dk.get(field)
+            c = ry.get(field) if ray_ok else None
             if field == "spill_bytes":
                 a, b = mk["spill_bytes"] / MiB, dk["spill_bytes"] / MiB
-            rows.append({"variant": kind, "figure": label, "memkube": a, "dask": b,
-                         "memkube/dask": benchlib.ratio(a, b) if use_ratio else None})
+                c = ry.get("spilled_mib") if ray_ok else None
+            if field == "completed" and ry:
+                c = ray_ok
+            rows.append({"variant": kind, "figure": label, "memkube": a, "dask": b, "ray": c,
+                         "memkube/dask": benchlib.ratio(a, b) if use_ratio else None,
+                         "memkube/ray": benchlib.ratio(a, c) if use_ratio and c else None})
+        limit = physical[kind]
+        rows.append({"variant": kind, "figure": "wall time / physical limit "
+                     f"({limit:.2f} s = write {nbytes / raw_w:.2f} + read {nbytes / raw_r:.2f}"
+                     f" + compute {compute[kind]:.2f})",
+                     "memkube": mk["wall_s"] / limit, "dask": dk["wall_s"] / limit,
+                     "ray": ry["wall_s"] / limit if ray_ok else None,
+                     "memkube/dask": None, "memkube/ray": None})
         if both and abs(mk["total"] - dk["total"]) > 1e-6 * max(1.0, abs(dk["total"])):
             print(f"WARNING: sums differ for {kind}: {mk['total']} vs {dk['total']}")
+        if ray_ok and abs(mk["total"] - ry["total"]) > 1e-6 * max(1.0, abs(ry["total"])):
+            print(f"WARNING: sums differ for {kind}: {mk['total']} vs ray {ry['total']}")
     result["table"] = rows
     benchlib.print_table(
         f"out of core: 1 worker, limit {LIMIT // MiB} MiB, cgroup {(LIMIT + OVERHEAD) // MiB} "
-        f"MiB, {n_chunks} x {CHUNK // MiB} MiB", rows,
-        ["variant", "figure", "memkube", "dask", "memkube/dask"])
+        f"MiB, {n_chunks} x {CHUNK // MiB} MiB; load before {load}, after "
+        f"{benchlib.load_average()}", rows,
+        ["variant", "figure", "memkube", "dask", "ray", "memkube/dask", "memkube/ray"])
+    if no_ray is not None:
+        print(f"ray: not run ({no_ray})")
     benchlib.write_json("out_of_core", result)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib
+import raylib
 
 
 def noop(x: int) -> int:
@@ -74,7 +75,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer tasks and rounds (< 1 min)")
     parser.add_argument("--profile", action="store_true", help="cProfile memkube's hot path")
     parser.add_argument("--tasks", type=int, default=None, help="tasks per throughput round")
+    parser.add_argument("--no-ray", action="store_true", help="leave Ray out")
     args = parser.parse_args()
+    load = benchlib.load_average()
     n_tasks = args.tasks or (4000 if args.quick else 20_000)
     rounds = 1 if args.quick else 2
     n_rtt = 50 if args.quick else 300
@@ -82,7 +85,7 @@ def main() -> None:
     import distributed
     import memkube
 
-    result: dict[str, Any] = {"machine": benchlib.machine(), "tasks": n_tasks,
+    result: dict[str, Any] = {"machine": benchlib.machine(), "tasks": n_tasks, "load_before": load,
                               "rounds": rounds, "round_trips": n_rtt}
     tput: dict[str, list[float]] = {"memkube": [], "dask": []}
     rtt: dict[str, list[float]] = {"memkube": [], "dask": []}
@@ -112,17 +115,33 @@ def main() -> None:
         path.write_text(text)
         print(f"\nmemkube map+gather profile written to {path}")
 
+    no_ray = "--no-ray" if args.no_ray else raylib.available()
+    ray = (raylib.run("map", n=n_tasks, rounds=rounds, cpus=2, round_trips=n_rtt)
+           if no_ray is None else {})
+    if "tasks_per_s" in ray:
+        tput["ray"], rtt["ray"] = ray["tasks_per_s"], ray["round_trip_s"]
+        print(f"ray: {benchlib.median(ray['tasks_per_s']):,.0f} tasks/s", flush=True)
+    elif ray:
+        print(f"ray failed: {ray}")
     med_t = {k: benchlib.median(v) for k, v in tput.items()}
     med_r = {k: benchlib.median(v) for k, v in rtt.items()}
+    ray_t, ray_r = med_t.get("ray"), med_r.get("ray")
     rows = [
         {"figure": f"map+gather {n_tasks:,} no-ops (tasks/s)", "memkube": med_t["memkube"],
-         "dask": med_t["dask"], "memkube/dask": benchlib.ratio(med_t["memkube"], med_t["dask"])},
+         "dask": med_t["dask"], "ray": ray_t,
+         "memkube/dask": benchlib.ratio(med_t["memkube"], med_t["dask"]),
+         "memkube/ray": benchlib.ratio(med_t["memkube"], ray_t)},
         {"figure": "submit().result() round trip (ms, median)",
          "memkube": med_r["memkube"] * 1e3, "dask": med_r["dask"] * 1e3,
-         "memkube/dask": benchlib.ratio(med_r["memkube"], med_r["dask"])},
+         "ray": ray_r * 1e3 if ray_r else None,
+         "memkube/dask": benchlib.ratio(med_r["memkube"], med_r["dask"]),
+         "memkube/ray": benchlib.ratio(med_r["memkube"], ray_r)},
     ]
-    benchlib.print_table("runtime: 2 workers x 1 thread", rows,
-                         ["figure", "memkube", "dask", "memkube/dask"])
+    benchlib.print_table(f"runtime: 2 workers x 1 thread; load before {load}, after "
+                         f"{benchlib.load_average()}", rows,
+                         ["figure", "memkube", "dask", "ray", "memkube/dask", "memkube/ray"])
+    if no_ray is not None:
+        print(f"ray: not run ({no_ray})")
     result.update(throughput_tasks_per_s=tput, round_trip_s={
         k: {"median": med_r[k], "p90": sorted(v)[int(0.9 * len(v))]} for k, v in rtt.items()},
         table=rows)

@@ -23,7 +23,7 @@ def figures(limit: int | None = 4 * GiB, managed: int = 0, unmanaged: int = 0, s
         "limit": limit, "process": managed + unmanaged, "managed": managed,
         "unmanaged": unmanaged, "spilled": spilled, "cgroup_usage": None,
         "paused": state == "paused", "state": state,
-        "spill_count": 0, "spill_bytes": 0, "spill_seconds": 0.0,
+        "spill_count": 0, "spill_bytes": 0, "spill_seconds": 0.0, "spill_busy_seconds": 0.0,
         "unspill_count": 0, "unspill_bytes": 0, "unspill_seconds": 0.0,
         "spill_full": False, "thresholds": dict(THRESHOLDS),
     }

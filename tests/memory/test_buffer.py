@@ -188,7 +188,7 @@ def _rebuild_recorder() -> Recorder:
 
 
 def test_corrupt_spill_file_raises_and_drops_the_key(tmp_path: Path) -> None:
-    disk = SpillDisk(File(tmp_path), compression="none")
+    disk = SpillDisk(File(tmp_path, small=0), compression="none")  # a file per value
     buf = SpillBuffer(disk, target=0)
     buf["victim"] = np.arange(10_000)
     buf["other"] = np.arange(5)
@@ -203,7 +203,7 @@ def test_corrupt_spill_file_raises_and_drops_the_key(tmp_path: Path) -> None:
 
 
 def test_a_missing_spill_file_is_corrupt_too(tmp_path: Path) -> None:
-    disk = SpillDisk(File(tmp_path), compression="none")
+    disk = SpillDisk(File(tmp_path, small=0), compression="none")
     buf = SpillBuffer(disk, target=0)
     buf["k"] = b"x" * 100
     (tmp_path / disk.blob("k").name).unlink()
@@ -254,9 +254,13 @@ def test_operations_during_a_spill_write(race: str) -> None:
             assert buf["k"] == b"new" and buf.managed == 3
 
 
-def test_many_threads_keep_the_store_consistent(tmp_path: Path) -> None:
-    disk = SpillDisk(File(tmp_path), compression="auto")
-    buf = SpillBuffer(disk, target=20_000, weight=weight)
+@pytest.mark.parametrize("writers", [1, 3])
+@pytest.mark.parametrize("small", [0, 2048], ids=["file-per-value", "packed"])
+def test_many_threads_keep_the_store_consistent(tmp_path: Path, small: int,
+                                                writers: int) -> None:
+    files = File(tmp_path, small=small, pack_bytes=16 << 10)
+    disk = SpillDisk(files, compression="auto")
+    buf = SpillBuffer(disk, target=20_000, weight=weight, writers=writers)
     errors: list[BaseException] = []
     expected: dict[str, bytes | None] = {}
 
@@ -297,10 +301,14 @@ def test_many_threads_keep_the_store_consistent(tmp_path: Path) -> None:
     in_memory = [k for k in live if buf.in_memory(k)]
     assert buf.managed == sum(len(live[k]) for k in in_memory)  # type: ignore[arg-type]
     on_disk = set(disk)
-    assert len(list(tmp_path.iterdir())) == len(on_disk)
+    assert len(files) == len(on_disk)
+    if not small:
+        assert len(list(tmp_path.iterdir())) == len(on_disk)
     assert set(live) - set(in_memory) <= on_disk <= set(live)  # plus clean copies
     buf.clear()
+    buf.close()
     assert list(tmp_path.iterdir()) == []
+    assert files.disk_bytes == 0 and files.dead_bytes == 0
 
 
 def test_full_disk_keeps_values_and_pauses_spilling(tmpfs: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import msgpack
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -17,8 +16,7 @@ def blob_of(value: object, mode: str = "auto") -> bytearray:
 
 
 def codecs_used(value: object, mode: str = "auto") -> list[str]:
-    header = codec.encode(serialize.dumps(value), mode)[0][1]
-    return [entry[0] for entry in msgpack.unpackb(header)["frames"]]
+    return [str(entry[0]) for entry in codec.header(blob_of(value, mode))]
 
 
 def test_random_floats_are_stored_uncompressed_and_uncopied() -> None:
@@ -27,7 +25,7 @@ def test_random_floats_are_stored_uncompressed_and_uncopied() -> None:
     assert crcs == tuple(codec.checksum(f) for f in serialize.dumps(array))
     assert codecs_used(array) == ["none", "none"]
     # the array's buffer itself is written, not a copy of it
-    assert np.shares_memory(np.frombuffer(chunks[-1], dtype=array.dtype), array)
+    assert np.shares_memory(np.frombuffer(chunks[-2], dtype=array.dtype), array)
 
 
 def test_compressible_data_is_compressed() -> None:

@@ -5,8 +5,8 @@
 an event loop in a background thread; ``asynchronous=True`` uses the caller's loop and
 every method returns an awaitable.
 
-Control messages go over one websocket (batched); data goes over the scheduler's HTTP
-``/api/v1/gather`` and ``/api/v1/scatter``, so only the scheduler must be reachable.
+Control messages go over one websocket (batched); data as ``transfer.py`` says (only the
+scheduler must be reachable; workers the client reaches are gathered from directly).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from ..protocol import MAX_FRAME, BatchedSend, Message, ops_allowed, receive_ops
 from ..security import Auth, TLSConfig, token_from_env
 from ..taskspec import call_spec, replace_refs, task_key
 from . import transfer
+from .direct import Routes
 from .futures import (
     CANCELLED,
     ERROR,
@@ -91,6 +92,7 @@ class Client:
         self.address = parse_address(str(address))
         self.auth = Auth(token_from_env(token))
         self.tls = tls or TLSConfig()
+        self.routes = Routes()  # which workers this client reaches for direct gathers
         self.id = f"{name or 'client'}-{uuid.uuid4().hex[:12]}"
         self.asynchronous = asynchronous
         self.timeout = timeout

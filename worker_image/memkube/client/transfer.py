@@ -1,8 +1,10 @@
-"""Moving values in and out of the pool, through the scheduler's HTTP endpoints.
+"""Moving values in and out of the pool.
 
-``fetch`` is ``POST /api/v1/gather`` (the scheduler collects the frames from the holders
-and waits out recomputations); ``scatter`` is ``POST /api/v1/scatter`` (the scheduler
-places the values on workers). Serialization runs in a thread, off the client's loop.
+``fetch`` takes what it can straight from the workers (``direct.py``: only when this client
+reaches them) and the rest through ``POST /api/v1/gather`` (the scheduler collects the
+frames from the holders and waits out recomputations); ``scatter`` is
+``POST /api/v1/scatter`` (the scheduler places the values on workers). Serialization runs
+in a thread, off the client's loop.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import msgpack
 
 from .. import serialize
 from ..errors import AuthenticationError, CommError, DataLostError, TaskError
+from . import direct
 from .futures import ERROR
 
 if TYPE_CHECKING:
@@ -25,6 +28,21 @@ if TYPE_CHECKING:
 
 async def fetch(client: Client, keys: list[str]) -> dict[str, Any]:
     """Values of keys in memory; raises the task's error, or DataLostError if gone."""
+    items: dict[str, list[memoryview]] = {}
+    rest = keys
+    try:
+        items, rest = await direct.fetch_direct(client, client.routes, keys)
+    except CommError:
+        rest = keys  # the who-has request failed: the scheduler path says why
+    values = await fetch_through_scheduler(client, rest) if rest else {}
+    if items:
+        loop = asyncio.get_running_loop()
+        values.update(await loop.run_in_executor(None, _loads_all, items))
+    return values
+
+
+async def fetch_through_scheduler(client: Client, keys: list[str]) -> dict[str, Any]:
+    """Values of keys gathered by the scheduler (``POST /api/v1/gather``)."""
     assert client._session is not None
     url = client.address.http + "/api/v1/gather"
     try:

@@ -32,6 +32,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, MutableMapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +57,8 @@ class SpillStats:
 
     spill_count: int = 0
     spill_bytes: int = 0  # bytes written to disk
-    spill_seconds: float = 0.0
+    spill_seconds: float = 0.0  # summed over writes (concurrent writes overlap)
+    spill_busy_seconds: float = 0.0  # wall time with at least one write in flight
     unspill_count: int = 0
     unspill_bytes: int = 0  # bytes read from disk
     unspill_seconds: float = 0.0
@@ -73,6 +75,7 @@ class SpillBuffer(MutableMapping[str, Any]):
         weight: Callable[[Any], int] = sizeof,
         full_retry: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        writers: int = 1,
     ) -> None:
         self.slow = slow
         self.target = target
@@ -91,6 +94,17 @@ class SpillBuffer(MutableMapping[str, Any]):
         self._full_at = 0.0
         self.spill_full = False
         self.stats = SpillStats()
+        self.writers = max(1, writers)
+        self._pool: ThreadPoolExecutor | None = None
+        self._loading: dict[str, threading.Event] = {}
+        self._writing = 0
+        self._busy_since = 0.0
+
+    def close(self) -> None:
+        """Stop the writer threads (after the writes in flight); the data stays."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     # figures
 
@@ -143,12 +157,42 @@ class SpillBuffer(MutableMapping[str, Any]):
                     return inflight.value
                 blob = self.slow.blob(key)  # KeyError: no such key
                 version = self._versions[key]
-            start = time.perf_counter()
-            frames = self._read(key, blob, version)
-            if frames is None:
-                continue  # replaced or deleted meanwhile: look again
-            value = loads(frames)
-            return self._after_unspill(key, value, blob, version, start)
+                loading = self._loading.get(key)
+                if loading is None:
+                    loading = self._loading[key] = threading.Event()
+                    mine = True
+                else:
+                    mine = False
+            if not mine:
+                loading.wait()  # another thread (e.g. a prefetch) is reading it: share it
+                continue
+            try:
+                start = time.perf_counter()
+                frames = self._read(key, blob, version)
+                if frames is None:
+                    continue  # replaced or deleted meanwhile: look again
+                value = loads(frames)
+                return self._after_unspill(key, value, blob, version, start)
+            finally:
+                with self._lock:
+                    self._loading.pop(key, None)
+                loading.set()
+
+    def prefetch(self, key: str) -> bool:
+        """Read a spilled value back into memory ahead of its use; whether it was read.
+
+        The caller decides whether memory allows it (``manager.py``); a value that does
+        not fit under ``target`` is not kept, and nothing here raises for a key that was
+        freed meanwhile or is already in memory.
+        """
+        with self._lock:
+            if key in self._fast or key in self._inflight or key not in self._versions:
+                return False
+        try:
+            self[key]
+        except (KeyError, SpillError):
+            return False
+        return True
 
     def _read(self, key: str, blob: Blob, version: int) -> list[Frame] | None:
         try:
@@ -254,44 +298,82 @@ class SpillBuffer(MutableMapping[str, Any]):
 
     def spill_to(self, target: int) -> int:
         """Evict least-recently-used values until memory holds ``target`` bytes or less."""
-        return self._evict_while(lambda freed: self._fast_bytes > target)
+        return self._evict_while(lambda: self._fast_bytes > target)
 
     def spill_bytes(self, nbytes: int) -> int:
         """Evict least-recently-used values until ``nbytes`` are freed or nothing can be."""
-        return self._evict_while(lambda freed: freed < nbytes)
+        goal = self._fast_bytes - nbytes
+        return self._evict_while(lambda: self._fast_bytes > goal)
 
-    def _evict_while(self, more: Callable[[int], bool]) -> int:
+    def _evict_while(self, more: Callable[[], bool]) -> int:
+        """Evict while ``more()``, with up to ``writers`` writes in flight at once."""
         freed = 0
-        misses = 0
-        while more(freed):
-            n = self.evict()
-            if n > 0:
-                freed += n
-                continue
-            # a value that failed to pickle is skipped next time; a full store or an empty
-            # buffer ends it; the bound guards against a pathological run of misses
-            misses += 1
-            if self.spill_full or self.spillable <= 0 or misses > len(self._versions):
-                break
-        return freed
+        pending: set[Future[int]] = set()
+        try:
+            while True:
+                while len(pending) < self.writers and more():
+                    taken = self._take(None)
+                    if taken is None:
+                        break  # nothing spillable, or the store is full
+                    if self.writers == 1:
+                        freed += self._spill(taken)
+                        if self.spill_full:
+                            return freed
+                        continue
+                    if self._pool is None:
+                        self._pool = ThreadPoolExecutor(self.writers,
+                                                        thread_name_prefix="memkube-spill")
+                    pending.add(self._pool.submit(self._spill, taken))
+                if not pending:
+                    return freed
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                freed += sum(f.result() for f in done)
+                if self.spill_full:
+                    return freed
+        finally:
+            for fut in pending:
+                freed += fut.result()  # a write in flight finishes before we return
 
     def evict(self, key: str | None = None) -> int:
         """Write one value (``key``, else the least recently used) to disk; bytes freed.
 
         Never raises: a value that cannot be written stays in memory and 0 is returned.
         """
+        taken = self._take(key)
+        return 0 if taken is None else self._spill(taken)
+
+    def _take(self, key: str | None) -> tuple[str, Any, int, int, Blob | None] | None:
+        """Move a value from memory to "in flight" (still readable) for writing."""
         with self._lock:
             if self.spill_full and self._clock() - self._full_at < self.full_retry:
-                return 0
+                return None
             key = self._pick(key)
             if key is None:
-                return 0
+                return None
             value = self._fast.pop(key)
             weight = self._lru.pop(key)
             self._fast_bytes -= weight
             version = self._versions[key]
             self._inflight[key] = _InFlight(value, weight, version)
             clean = self._clean.pop(key, None)
+        return key, value, weight, version, clean
+
+    def _spill(self, taken: tuple[str, Any, int, int, Blob | None]) -> int:
+        """Write a taken value and bind its file; never raises (0 if it stays in memory)."""
+        with self._lock:
+            self._writing += 1
+            if self._writing == 1:
+                self._busy_since = time.perf_counter()
+        try:
+            return self._spill_taken(taken)
+        finally:
+            with self._lock:
+                self._writing -= 1
+                if self._writing == 0:
+                    self.stats.spill_busy_seconds += time.perf_counter() - self._busy_since
+
+    def _spill_taken(self, taken: tuple[str, Any, int, int, Blob | None]) -> int:
+        key, value, weight, version, clean = taken
         start = time.perf_counter()
         try:
             frames = dumps(value)
@@ -315,6 +397,10 @@ class SpillBuffer(MutableMapping[str, Any]):
         except SpillError as exc:  # SpillFullError included
             self._put_back(key, version)
             self._mark_full(str(exc) if isinstance(exc, SpillFullError) else f"disk failed: {exc}")
+            return 0
+        except Exception:
+            self._put_back(key, version)
+            logger.exception("spilling %r failed; keeping it in memory", key)
             return 0
         return self._bind(key, version, weight, blob, start, written=True)
 

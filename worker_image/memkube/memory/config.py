@@ -18,6 +18,9 @@ compression    MEMKUBE_SPILL_COMPRESSION      compression
 
 The config file is YAML, found at ``MEMKUBE_CONFIG``; its ``memory:`` section may also set
 ``monitor-interval`` (seconds) and ``unmanaged: {gc-after, trim-after, terminate-after}``.
+Two settings of the spill pipeline have no flag (environment > config file > default):
+``MEMKUBE_SPILL_WRITE`` / ``spill-write`` (direct | range | cached, ``writeback.py``) and
+``MEMKUBE_SPILL_WRITERS`` / ``spill-writers`` (writes in flight, 1-16).
 Thresholds given as ``none``/``false`` are disabled. Every value is checked here, so a bad
 one is a :class:`ConfigError` at start-up. Not covered: what the values do (``policy.py``).
 """
@@ -60,6 +63,8 @@ _FILE_KEYS = {
     "compression",
     "monitor-interval",
     "unmanaged",
+    "spill-write",
+    "spill-writers",
 }
 DEFAULTS: dict[str, Any] = {
     "limit": "auto",
@@ -86,6 +91,13 @@ class MemoryConfig:
     """Parent directory of the worker's spill directory; None: the system temp dir."""
     compression: str = "auto"
     """auto | lz4 | zstd | none: per-value codec of spilled frames."""
+    write_mode: str = "direct"
+    """direct | range | cached: how spill files are written through (``writeback.py``);
+    direct measured fastest here (bench/README.md), range where O_DIRECT is refused is the
+    automatic fallback; cached leaves dirty pages to the kernel (they count against the
+    cgroup: for comparison only)."""
+    writers: int = 2
+    """Spill writes in flight at once: two keep the disk busy while one value is encoded."""
     monitor_interval: float = 0.1
     """Seconds between readings when no kernel event comes first."""
     escalation: Escalation = field(default_factory=Escalation)
@@ -157,9 +169,30 @@ class MemoryConfig:
             max_spill=max_bytes or None,
             spill_dir=str(raw_dir) if raw_dir else None,
             compression=codec.check_mode(mode),
+            write_mode=_write_mode(env.get("MEMKUBE_SPILL_WRITE") or section.get("spill-write")),
+            writers=_writers(env.get("MEMKUBE_SPILL_WRITERS") or section.get("spill-writers")),
             monitor_interval=_positive(section.get("monitor-interval", 0.1), "monitor-interval"),
             escalation=_escalation(section.get("unmanaged", {})),
         )
+
+
+def _write_mode(raw: Any) -> str:
+    mode = "direct" if raw is None or str(raw).strip() == "" else str(raw).strip().lower()
+    if mode not in ("direct", "range", "cached"):
+        raise ConfigError(f"spill-write {raw!r} is not one of direct, range, cached")
+    return mode
+
+
+def _writers(raw: Any) -> int:
+    if raw is None or str(raw).strip() == "":
+        return 2
+    try:
+        n = int(str(raw))
+    except ValueError:
+        raise ConfigError(f"spill-writers {raw!r} is not a whole number") from None
+    if not 1 <= n <= 16:
+        raise ConfigError(f"spill-writers {n} is not between 1 and 16")
+    return n
 
 
 def check_order(t: Thresholds) -> None:

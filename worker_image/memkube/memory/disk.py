@@ -78,30 +78,39 @@ class SpillDisk(MutableMapping[str, Any]):
     def prepare_frames(self, frames: list[Frame]) -> Blob:
         """Encode and write serialized frames under a fresh name; not yet bound to a key.
 
-        Raises SpillFullError (cap or disk full) or SpillError (the disk failed).
+        The file is written as it is encoded (``codec.Encoder``): checksums are computed
+        while the disk writes. Raises SpillFullError (cap or disk full) or SpillError (the
+        disk failed).
         """
         start = time.perf_counter()
-        chunks, checksums = codec.encode(frames, self.compression)
-        size = codec.stored_size(chunks)
+        encoder = codec.Encoder(frames, self.compression,
+                                align=bool(getattr(self.blobs, "aligned", False)))
+        planned = encoder.planned
         with self._lock:
-            if self.max_bytes is not None and self._nbytes + size > self.max_bytes:
+            dead = int(getattr(self.blobs, "dead_bytes", 0))
+            if self.max_bytes is not None and self._nbytes + dead + planned > self.max_bytes:
                 raise SpillFullError(
                     f"max-spill of {self.max_bytes} bytes reached "
-                    f"({self._nbytes} spilled, {size} more needed)"
+                    f"({self._nbytes + dead} spilled, {planned} more needed)"
                 )
-            self._nbytes += size  # reserve before writing, so concurrent writers see it
+            self._nbytes += planned  # reserve before writing, so concurrent writers see it
             name = f"{next(self._names):012d}.spill"
+        size = 0  # stays 0 when the write fails: the reservation is given back whole
         try:
-            self.blobs[name] = chunks
-        except BaseException:
+            write = getattr(self.blobs, "write", None)
+            if getattr(self.blobs, "streams", False) and write is not None:
+                write(name, encoder.pieces(), planned)
+            else:
+                self.blobs[name] = list(encoder.pieces())
+            size = encoder.nbytes
+        finally:
             with self._lock:
-                self._nbytes -= size
-            raise
+                self._nbytes += size - planned
         with self._lock:
             self.write_count += 1
             self.write_bytes += size
             self.write_seconds += time.perf_counter() - start
-        return Blob(name, size, checksums)
+        return Blob(name, size, encoder.raw_checksums)
 
     def commit(self, key: str, blob: Blob) -> None:
         """Bind a prepared blob to ``key``, replacing (and deleting) what it held."""

@@ -76,6 +76,7 @@ class MemoryFigures(TypedDict):
     spill_count: int
     spill_bytes: int
     spill_seconds: float
+    spill_busy_seconds: float
     unspill_count: int
     unspill_bytes: int
     unspill_seconds: float
@@ -102,10 +103,9 @@ class WorkerMemory:
         self.config = config
         self._directory = SpillDirectory(config.spill_dir or tempfile.gettempdir())
         self.spill_dir = self._directory.path
-        disk = SpillDisk(
-            File(self.spill_dir), max_bytes=config.max_spill, compression=config.compression
-        )
-        self.data = SpillBuffer(disk, target=config.target_bytes)
+        self._files = File(self.spill_dir, mode=config.write_mode)
+        disk = SpillDisk(self._files, max_bytes=config.max_spill, compression=config.compression)
+        self.data = SpillBuffer(disk, target=config.target_bytes, writers=config.writers)
         self.policy = MemoryPolicy(config.limit, config.thresholds, config.escalation)
         # cgroup=True: find our own; None/False: ignore cgroups; a CgroupMemory: use it
         if cgroup is True:
@@ -157,6 +157,27 @@ class WorkerMemory:
         """Serialized frames of ``key``; from disk without unpickling if spilled (a thread)."""
         return self.data.get_frames(key)
 
+    def prefetch(self, wanted: dict[str, int]) -> list[str]:
+        """Read spilled values back ahead of use, in the order given, while memory allows.
+
+        Each must be small beside ``target`` (a quarter of it at most) and fit under the
+        pause threshold counting what spilling can free; reading it in may evict the least
+        recently used values, as any unspill does. Stops at the first that does not fit
+        (priority order), and while paused. Blocks: call it from a thread. ``wanted`` maps
+        keys to their size in memory as the scheduler knows it."""
+        target = self.config.target_bytes
+        if target is None:
+            return []
+        read = []
+        for key, nbytes in wanted.items():
+            if key not in self.data or self.data.in_memory(key):
+                continue
+            if self.paused or nbytes * 4 > target or not self.can_fit(nbytes):
+                break  # in priority order: never skip ahead of a value that did not fit
+            if self.data.prefetch(key):
+                read.append(key)
+        return read
+
     def can_fit(self, nbytes: int) -> bool:
         """Whether ``nbytes`` more would stay under the pause threshold, counting what
         spilling can free (a task whose inputs cannot fit is not started)."""
@@ -186,6 +207,7 @@ class WorkerMemory:
             "spill_count": stats.spill_count,
             "spill_bytes": stats.spill_bytes,
             "spill_seconds": stats.spill_seconds,
+            "spill_busy_seconds": stats.spill_busy_seconds,
             "unspill_count": stats.unspill_count,
             "unspill_bytes": stats.unspill_bytes,
             "unspill_seconds": stats.unspill_seconds,
@@ -320,6 +342,8 @@ class WorkerMemory:
 
     def _remove_spill(self) -> None:
         self.data.clear()
+        self.data.close()
+        self._files.close()
         self._directory.remove()  # closing twice is harmless
 
     def close_sync(self) -> None:

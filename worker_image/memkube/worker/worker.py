@@ -39,6 +39,7 @@ from ..protocol import MAX_FRAME, BatchedSend, Message, ops_allowed, receive_ops
 from ..security import Auth, TLSConfig
 from ..serving import peer_session, start_server
 from ..taskspec import execute
+from .prefetch import Prefetcher
 from .routes import data_routes
 from .transfer import fetch_from_peer
 
@@ -92,6 +93,7 @@ class Worker:
         self.memory = WorkerMemory(memory or MemoryConfig.from_options(limit=None))
         self.executor = ThreadPoolExecutor(self.nthreads, thread_name_prefix="memkube-task")
         self.io_executor = ThreadPoolExecutor(2, thread_name_prefix="memkube-io")
+        self.prefetcher = Prefetcher(self.memory, self.io_executor)
         self.address = ""
         self.tasks: dict[str, WorkerTask] = {}
         self._ready: list[tuple[tuple[Any, ...], int, WorkerTask]] = []
@@ -391,6 +393,7 @@ class Worker:
             self._executing += 1
             fut = loop.run_in_executor(self.executor, self._run, wt)
             fut.add_done_callback(functools.partial(self._task_done, wt))
+        self.prefetcher.ahead(self._ready)  # unspill the next tasks' inputs meanwhile
 
     def _run(self, wt: WorkerTask) -> Message:
         """In a task thread: load inputs, run, store the result. Returns the report."""
@@ -435,7 +438,8 @@ class Worker:
 
     async def _settle_memory_then_start(self) -> None:
         await self.memory.check_now()
-        self._start_ready()
+        if not self._closing:  # a memory restart may be closing the worker meanwhile
+            self._start_ready()
 
     # ------------------------------------------------------------------ memory callbacks
 

@@ -1,0 +1,37 @@
+"""Running a Ray shape of ``ray_peer.py`` in a subprocess and reading its result."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+PEER = Path(__file__).resolve().parent / "ray_peer.py"
+
+
+def available() -> str | None:
+    """None when Ray is installed, else why not (the tables then say so)."""
+    try:
+        import ray  # noqa: F401
+    except ImportError as exc:
+        return f"ray is not installed ({exc}); it is in the bench extra"
+    return None
+
+
+def run(shape: str, timeout: float = 600, **params: Any) -> dict[str, Any]:
+    """Run one shape; a failure is returned as ``{"error": ...}``, never raised."""
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    try:
+        proc = subprocess.run([sys.executable, str(PEER), shape, json.dumps(params)],
+                              check=False, capture_output=True, text=True,
+                              timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            result: dict[str, Any] = json.loads(line[len("RESULT "):])
+            return result
+    return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-600:]}"}

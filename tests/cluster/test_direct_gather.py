@@ -1,0 +1,75 @@
+"""Gather straight from the workers, and through the scheduler when they are unreachable.
+
+Real pools on loopback. Unreachable workers are made with the client's address seam
+(``Routes.resolve``): the scheduler still reaches them at their real addresses, the client
+dials a closed port instead, as a client behind a port-forward to the scheduler would.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+from inprocess_pool import Pool
+from memkube import Client
+from memkube.client.direct import Routes
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make(i: int) -> np.ndarray:
+    return np.full(1 << 17, float(i))  # 1 MiB
+
+
+async def test_gather_reads_from_the_workers_directly(pool: Pool) -> None:
+    futures = pool.client.map(make, range(8))
+    values = await pool.client.gather(futures)
+    assert [float(v[0]) for v in values] == [float(i) for i in range(8)]
+    routes = pool.client.routes
+    assert routes.fallback_keys == 0
+    assert routes.direct_bytes >= 8 << 20
+    holders = await pool.client.who_has(futures)
+    assert all(routes.known(h) for hs in holders.values() for h in hs)
+
+
+@pytest.mark.parametrize("unreachable", ["all", "one"])
+async def test_unreachable_workers_are_gathered_through_the_scheduler(
+        pool: Pool, unreachable: str) -> None:
+    bogus = f"tcp://127.0.0.1:{closed_port()}"
+    first = pool.workers[0].address
+    routes = Routes(connect_timeout=0.5, resolve=lambda address: (
+        bogus if unreachable == "all" or address == first else address))
+    client = await Client(pool.scheduler.address, token=pool.token, asynchronous=True)
+    client.routes = routes
+    try:
+        futures = client.map(make, range(8))
+        values = await client.gather(futures)
+        assert [float(v[0]) for v in values] == [float(i) for i in range(8)]
+        holders = await client.who_has(futures)
+        on_first = [k for k, hs in holders.items() if hs == [first]]
+        assert on_first  # two workers, eight tasks: some land on each
+        assert routes.known(first) is False  # probed once and remembered
+        assert routes.fallback_keys == (8 if unreachable == "all" else len(on_first))
+        # the second gather does not probe again: the answer is remembered
+        again = await client.gather(futures[:2])
+        assert [float(v[0]) for v in again] == [0.0, 1.0]
+    finally:
+        await client.close()
+
+
+async def test_a_holder_dying_mid_gather_falls_back(pool: Pool) -> None:
+    # the direct path finds the holder gone; the scheduler's path waits out recovery
+    futures = pool.client.map(make, range(6))
+    await pool.client.gather(futures)
+    victim = pool.workers[1]
+    lost = [k for k, hs in (await pool.client.who_has(futures)).items() if victim.address in hs]
+    assert lost
+    await victim.close()
+    values = await pool.client.gather(futures)
+    assert [float(v[0]) for v in values] == [float(i) for i in range(6)]
