@@ -76,3 +76,20 @@ def test_the_plain_pod_is_valid_and_restricted() -> None:
     assert container["resources"]["limits"]["memory"] == POD_MEMORY
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_the_fault_pools_force_an_oom_kill_only_without_the_memory_manager() -> None:
+    from scenario import OOM_BLOCKS, small_pool
+
+    assert OOM_BLOCKS * BLOCK // MI > _mebibytes(POD_MEMORY)  # more than the pod may hold
+    off, on = small_pool(IMAGE, "off", 1, False), small_pool(IMAGE, "on", 1, True)
+    assert off["spec"]["worker"]["thresholds"] == dict.fromkeys(
+        ("target", "spill", "pause", "terminate")
+    )
+    assert on["spec"]["worker"]["thresholds"] == e2e_pool(IMAGE)["spec"]["worker"]["thresholds"]
+    # Spilling must be able to take everything the default pool is given.
+    assert OOM_BLOCKS * BLOCK // MI < _mebibytes(on["spec"]["worker"]["spill"]["size"])
+    render = pytest.importorskip("memkube_operator.cli").render_objects
+    defaults = pytest.importorskip("memkube_operator.settings").PodDefaults(image=IMAGE)
+    for obj in render([off, on], off["metadata"]["namespace"], defaults):
+        kubernetes_validate.validate(obj, "1.30.0", strict=True)
