@@ -25,8 +25,19 @@ fi
 
 log="$CACHE/dockerd.log"
 echo "starting dockerd (log: $log)" >&2
-# setsid: dockerd outlives this script and its shell's job control.
-setsid dockerd --storage-driver=overlay2 >"$log" 2>&1 < /dev/null &
+# setsid: dockerd outlives this script and its shell's job control. The default runtime is
+# runc behind hack/kind/tools/runc-in-bounds, which keeps privileged containers (kind's nodes)
+# within this machine's capability bounding set.
+here=$(cd "$(dirname "$0")" && pwd)
+src="$here/kind/tools/runc-in-bounds/main.go"
+wrapper="$CACHE/runc-in-bounds/$(sha256sum "$src" | cut -c1-16)/runc-in-bounds"
+if [ ! -x "$wrapper" ]; then
+  (cd "$here/kind/tools" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-buildvcs=false \
+    go build -trimpath -o "$wrapper" ./runc-in-bounds)
+fi
+setsid dockerd --storage-driver=overlay2 \
+  --add-runtime "in-bounds=$wrapper" --default-runtime in-bounds \
+  >"$log" 2>&1 < /dev/null &
 echo $! > "$CACHE/dockerd.pid"
 for _ in $(seq 1 60); do
   if "$DOCKER" info >/dev/null 2>&1; then

@@ -41,13 +41,22 @@ crictl_bin="$CACHE/crictl/$CRICTL_VERSION/bin"
 work="$CACHE/tmp/kind-$KEY"
 mkdir -p "$work" "$IMAGES_DIR"
 
+# Our own small programs (hack/kind/tools), keyed by their sources.
+tools="$CACHE/kind-tools/$(cat "$HERE"/tools/go.mod "$HERE"/tools/*/*.go | sha256sum | cut -c1-16)/bin"
+if [ ! -x "$tools/runc-in-bounds" ]; then
+  log "building hack/kind/tools"
+  (cd "$HERE/tools" && CGO_ENABLED=0 "$GO" build -trimpath -ldflags '-s -w' -o "$tools.tmp/" \
+    ./pause ./podnet ./runc-in-bounds)
+  rm -rf "$tools" && mv "$tools.tmp" "$tools"
+fi
+
 # --- 1. base image -------------------------------------------------------------------------
 if ! image_exists "$BASE_IMAGE"; then
-  tarball="$CACHE/kind-base/$DEBIAN_SUITE-r$LOCAL_IMAGES_REVISION/rootfs.tar"
+  packages=systemd,systemd-sysv,dbus,iptables,iproute2,ethtool,socat,conntrack,ebtables,kmod,ca-certificates,procps,util-linux,mount,runc,containernetworking-plugins,libseccomp2,pigz
+  tarball="$CACHE/kind-base/$DEBIAN_SUITE-$(echo "$packages" | sha256sum | cut -c1-12)/rootfs.tar"
   if [ ! -f "$tarball" ]; then
     rootfs="$work/base-rootfs"
-    debian_rootfs "$rootfs" "$DEBIAN_SUITE" \
-      systemd,systemd-sysv,dbus,iptables,iproute2,ethtool,socat,conntrack,ebtables,kmod,ca-certificates,procps,util-linux,mount,runc,containernetworking-plugins,libseccomp2,pigz
+    debian_rootfs "$rootfs" "$DEBIAN_SUITE" "$packages"
     # What systemd in a container must not try: consoles, udev-driven units, timers.
     for unit in getty.target console-getty.service systemd-udevd.service \
         systemd-udev-trigger.service systemd-modules-load.service systemd-firstboot.service \
@@ -65,7 +74,7 @@ if ! image_exists "$BASE_IMAGE"; then
   tar -C "$ctx/rootfs" -xf "$tarball"
   r="$ctx/rootfs"
   install -m 0755 "$ctrd_bin/containerd" "$ctrd_bin/containerd-shim-runc-v2" "$ctrd_bin/ctr" \
-    "$crictl_bin/crictl" "$HERE/node/entrypoint" "$r/usr/local/bin/"
+    "$crictl_bin/crictl" "$HERE/node/entrypoint" "$tools/runc-in-bounds" "$r/usr/local/bin/"
   install -D -m 0644 "$HERE/node/containerd.toml" "$r/etc/containerd/config.toml"
   install -m 0644 "$HERE/node/crictl.yaml" "$r/etc/crictl.yaml"
   install -m 0644 "$HERE/node/containerd.service" "$HERE/node/kubelet.service" \
@@ -80,7 +89,7 @@ if ! image_exists "$BASE_IMAGE"; then
   printf 'net.ipv4.ip_forward = 1\n' > "$r/etc/sysctl.d/90-kind-node.conf"
   log "importing the base image $BASE_IMAGE"
   tar -C "$r" --numeric-owner -c . | "$DOCKER" import \
-    --change 'ENV container=docker' --change 'STOPSIGNAL SIGRTMIN+3' \
+    --change 'ENV container=docker' \
     --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
     --message "memkube local kind base: Debian $DEBIAN_SUITE, containerd $CONTAINERD_VERSION" \
     - "$BASE_IMAGE" >/dev/null
@@ -105,12 +114,6 @@ minimal_image() {
   "$DOCKER" save -o "$file.tmp" "$name" && mv "$file.tmp" "$file"
 }
 
-tools="$CACHE/kind-tools/r$LOCAL_IMAGES_REVISION/bin"
-if [ ! -x "$tools/podnet" ]; then
-  log "building tools/pause and tools/podnet"
-  (cd "$HERE/tools" && CGO_ENABLED=0 "$GO" build -trimpath -ldflags '-s -w' -o "$tools.tmp/" ./pause ./podnet)
-  rm -rf "$tools" && mv "$tools.tmp" "$tools"
-fi
 coredns_bin="$CACHE/coredns/$COREDNS_VERSION/bin"
 if [ ! -x "$coredns_bin/coredns" ]; then
   log "building CoreDNS $COREDNS_VERSION"
@@ -159,7 +162,7 @@ done
   for i in $(seq 1 30); do [ -S /run/containerd/containerd.sock ] && break; sleep 1; done; ctr version >/dev/null'
 for tarfile in "$IMAGES_DIR"/*.tar; do
   log "preloading $(basename "$tarfile")"
-  "$DOCKER" exec -i "$cid" ctr --namespace=k8s.io images import --all-platforms --digests \
+  "$DOCKER" exec -i "$cid" ctr --namespace=k8s.io images import --all-platforms --digests --no-unpack \
     --label=io.cri-containerd.pinned=pinned - < "$tarfile" >/dev/null
 done
 "$DOCKER" exec "$cid" sh -c 'ctr --namespace=k8s.io images list -q' >&2
