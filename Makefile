@@ -7,7 +7,7 @@ export PYENV_VERSION ?= 3.12.1
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench system-deps clean e2e image
+.PHONY: demo test lint bench system-deps clean k8s-binaries cluster cluster-down e2e image
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: chromium missing and not root: the dashboard browser test will be skipped"; fi; }
 
-test: $(VENV)/.test-deps system-deps
+test: $(VENV)/.test-deps system-deps k8s-binaries
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # The kind end-to-end tier: Docker, kind, the node image and the project's image are built
@@ -50,6 +50,19 @@ lint: $(VENV)/.test-deps
 
 bench: $(VENV)/.test-deps
 	$(BIN)/python bench/runtime_bench.py
+
+# The pinned Kubernetes and etcd binaries (hack/versions.env), built from the Go module proxy
+# into ~/.cache/memkube (free when cached; a cold build takes a while, see docs/cluster.md).
+k8s-binaries:
+	bash hack/k8s-binaries.sh
+
+# A local control plane on 127.0.0.1 (etcd, apiserver, controller manager, scheduler);
+# admin kubeconfig in .cluster/kubeconfig. cluster-down stops every process it started.
+cluster: $(VENV)/.test-deps k8s-binaries
+	PYTHONPATH=tests/support $(BIN)/python -m localkube up --dir .cluster
+
+cluster-down: | $(BIN)/python
+	PYTHONPATH=tests/support $(BIN)/python -m localkube down --dir .cluster
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -7,3 +7,6 @@ from pathlib import Path
 _SUPPORT = str(Path(__file__).parent / "support")
 os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (_SUPPORT, os.environ.get("PYTHONPATH", "")) if p)
+
+# The real control plane (tests/support/localkube): one per session, started on first use.
+from localkube.fixtures import control_plane, kube, namespace, workerpool_crd  # noqa: E402,F401
