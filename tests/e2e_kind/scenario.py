@@ -25,12 +25,17 @@ WORKER_MEMORY = "256Mi"  # each worker's --memory-limit
 WORKER_OVERHEAD = "256Mi"
 POD_MEMORY = "512Mi"  # what the operator should translate the two above into
 SPILL_SIZE = "4Gi"
-BLOCK = 32 * 2**20
-BLOCKS = 72  # 2.25 GiB: three times what the pool's workers may hold together (3 x 256 MiB)
+# Blocks small beside a worker's limit (1/32), so a worker receiving a few at once stays
+# under it; 288 of them, 2.25 GiB: three times what the pool's workers may hold together.
+BLOCK = 8 * 2**20
+BLOCKS = 288
+
+# Replication across nodes: a two-worker pool, one worker per node, every value on both.
+TWIN_POOL, TWIN_BLOCKS = "twin", 24  # 24 blocks of 8 MiB: 192 MiB, each worker holds all
 
 # The fault scenarios: their own namespace and small pools.
 FAULTS_NS = "e2e-faults"
-OOM_BLOCKS = 20  # 640 MiB held by one worker whose pod may have 512 MiB
+OOM_BLOCKS = 80  # 640 MiB held by one worker whose pod may have 512 MiB
 GROW_POOL, GROW_FROM, GROW_TO = "grow", 1, 4
 
 
@@ -41,12 +46,13 @@ def _worker_pods(pool: str) -> dict[str, Any]:
 def e2e_pool(image: str) -> dict[str, Any]:
     """examples/workerpool.yaml with sizes a small machine can hold, running ``image``.
 
-    Replication factor 2 (as the example has it) and worker pods spread over the two worker
-    nodes, so every value has a copy on each node."""
+    Replication factor 1: with two copies of three times the pool's memory, a restarted
+    worker's re-replication fetches more at once than its limit (see twin_pool). Worker pods
+    are spread over the two worker nodes."""
     body = copy.deepcopy(yaml.safe_load((ROOT / "examples" / "workerpool.yaml").read_text()))
     body["metadata"]["namespace"] = NS
     spec = body["spec"]
-    spec.update(replicas=WORKERS, image=image, imagePullPolicy="Never")
+    spec.update(replicas=WORKERS, image=image, imagePullPolicy="Never", replication={"factor": 1})
     spec["worker"].update(
         memoryLimit=WORKER_MEMORY, memoryOverhead=WORKER_OVERHEAD, cpu="500m", threads=1
     )
@@ -66,6 +72,23 @@ def e2e_pool(image: str) -> dict[str, Any]:
                 }
             ]
         }
+    }
+    return body
+
+
+def twin_pool(image: str) -> dict[str, Any]:
+    """Two workers on different nodes with replication factor 2 (the example's factor)."""
+    body = e2e_pool(image)
+    body["metadata"]["name"] = TWIN_POOL
+    spec = body["spec"]
+    spec.update(replicas=2, replication={"factor": 2})
+    spec["worker"]["cpu"] = "250m"
+    spec["scheduler"]["cpu"] = "100m"
+    term = spec["podTemplate"]["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    term["labelSelector"] = _worker_pods(TWIN_POOL)
+    spec["podTemplate"]["affinity"] = {
+        "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
     }
     return body
 

@@ -4,7 +4,7 @@ The story, in order (the tests share one pool and run top to bottom):
 
 1. `helm install` the chart with the image built from this checkout (conftest.py): the
    operator's Deployment is Ready. Apply examples/workerpool.yaml, shrunk (scenario.py: 3
-   workers of 256Mi, a 4Gi spill disk, replication factor 2, workers spread over the two
+   workers of 256Mi, a 4Gi spill disk, replication factor 1, workers spread over the two
    worker nodes), in a namespace enforcing the restricted Pod Security Standard; the pool is
    Ready and `kubectl get wp` shows its printer columns with live figures.
 2. The pods carry the operator's translation; inside a running worker container the cgroup
@@ -13,9 +13,10 @@ The story, in order (the tests share one pool and run top to bottom):
 3. Through `kubectl port-forward`, a client persists 2.25 GiB of incompressible blocks, three
    times what the pool's workers may hold: they spill, every checksum computed on the workers
    is right, and the WorkerPool's status shows the spilled bytes.
-4. Replication across nodes: every block has copies on pods of both worker nodes (the
-   client's who_has against the pods' spec.nodeName); deleting one node's worker pods loses no
-   block and recomputes nothing (no `key-lost` event).
+4. Replication across nodes, in a second pool of two workers (one per worker node) with
+   replication factor 2: every value has copies on pods of both nodes (the client's who_has
+   against the pods' spec.nodeName); force-deleting one node's worker pod loses no value and
+   recomputes nothing (no `key-lost` event in the scheduler's timeline).
 5. `kubectl scale wp/etl --replicas=2`: exactly one worker pod is deleted, after the scheduler
    retired it; every block is still there and right, and nothing was recomputed.
 6. No worker was OOM-killed along the way.
@@ -43,9 +44,12 @@ from scenario import (
     POD_MEMORY,
     POOL,
     SPILL_SIZE,
+    TWIN_BLOCKS,
+    TWIN_POOL,
     WORKER_MEMORY,
     WORKERS,
     e2e_pool,
+    twin_pool,
 )
 
 WORKER_PODS = f"memkube.dev/pool={POOL},app.kubernetes.io/component=worker"
@@ -220,36 +224,68 @@ def test_a_computation_larger_than_memory_spills_and_stays_correct(
     assert status["memory"]["spilled"] > 0
 
 
-def _nodes_holding(kube: Kube, session: Session, blocks: list[Any]) -> dict[str, set[str]]:
-    """For each block's key, the nodes (pods' spec.nodeName) of the workers holding it."""
-    node_of_pod = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in live_workers(kube)}
-    pod_of_address = {w["address"]: w["name"] for w in session.pool_snapshot()["workers"]}
-    who_has = session.client.who_has(blocks)
+def _pods(kube: Kube, pool: str) -> list[dict[str, Any]]:
+    selector = f"memkube.dev/pool={pool},app.kubernetes.io/component=worker"
+    return [p for p in kube.get("pods", namespace=NS, selector=selector)
+            if not p["metadata"].get("deletionTimestamp")]
+
+
+def _ready(kube: Kube, pool: str, n: int) -> list[dict[str, Any]] | None:
+    pods = _pods(kube, pool)
+    ready = [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
+                                    for c in p["status"].get("conditions", []))]
+    return ready if len(pods) == n and len(ready) == n else None
+
+
+def _nodes_holding(kube: Kube, twin: Session, futures: list[Any]) -> dict[str, set[str]]:
+    """For each key, the nodes (pods' spec.nodeName) of the workers holding it."""
+    node_of_pod = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in _pods(kube, TWIN_POOL)}
+    pod_of_address = {w["address"]: w["name"] for w in twin.pool_snapshot()["workers"]}
+    who_has = twin.client.who_has(futures)
     return {
-        key: {node_of_pod[pod_of_address[a]] for a in addresses if a in pod_of_address}
+        key: {node_of_pod[pod_of_address[a]] for a in addresses
+              if pod_of_address.get(a) in node_of_pod}
         for key, addresses in who_has.items()
     }
 
 
-def test_every_block_has_copies_on_both_nodes_and_survives_losing_one(
-    kube: Kube, session: Session, blocks: list[Any], expected: dict[int, str]
-) -> None:
-    def replicated() -> dict[str, set[str]] | None:
-        holding = _nodes_holding(kube, session, blocks)
-        return holding if all(len(nodes) == 2 for nodes in holding.values()) else None
+@pytest.fixture(scope="module")
+def twin(kube: Kube, pool: dict[str, Any]) -> Iterator[Session]:
+    """The two-node pool with replication factor 2, and a client of it."""
+    import memkube
 
-    holding = kube.wait_until("two nodes holding every block", replicated, timeout=300)
-    assert len(holding) == BLOCKS
-    lost_before = len(session.recomputed())
-    victim = sorted({p["spec"]["nodeName"] for p in live_workers(kube)})[0]
-    doomed = [p["metadata"]["name"] for p in live_workers(kube)
+    kube.apply(twin_pool(pool["spec"]["image"]))
+    kube.wait(f"workerpool/{TWIN_POOL}", "condition=Ready", NS, timeout=600)
+    token = kube.secret_value(f"{TWIN_POOL}-token", "token", NS)
+    with kube.port_forward(f"svc/{TWIN_POOL}-scheduler", 8786, NS) as port, \
+            memkube.Client(f"tcp://127.0.0.1:{port}", token=token) as client:
+        yield Session(client, port, token)
+
+
+def test_every_value_has_copies_on_both_nodes_and_survives_losing_one(
+    kube: Kube, twin: Session, expected: dict[int, str]
+) -> None:
+    nodes = {p["spec"]["nodeName"] for p in _pods(kube, TWIN_POOL)}
+    assert len(nodes) == 2
+    futures = list(twin.client.map(make_block, range(TWIN_BLOCKS)))
+
+    def replicated() -> dict[str, set[str]] | None:
+        holding = _nodes_holding(kube, twin, futures)
+        return holding if all(found == nodes for found in holding.values()) else None
+
+    holding = kube.wait_until("both nodes holding every value", replicated, timeout=300)
+    assert len(holding) == TWIN_BLOCKS
+    lost_before = len(twin.recomputed())
+    victim = min(nodes)
+    doomed = [p["metadata"]["name"] for p in _pods(kube, TWIN_POOL)
               if p["spec"]["nodeName"] == victim]
     kube.kubectl("delete", "pod", "-n", NS, "--grace-period=0", "--force", *doomed)
-    kube.wait_until("the pool back to its size", lambda: ready_workers(kube, WORKERS),
+    digests = twin.client.gather(twin.client.map(digest, futures))
+    assert digests == [expected[i] for i in range(TWIN_BLOCKS)]
+    assert len(twin.recomputed()) == lost_before
+    kube.wait_until("the pool back to two workers", lambda: _ready(kube, TWIN_POOL, 2),
                     timeout=600)
-    digests = session.client.gather(session.client.map(digest, blocks))
-    assert dict(enumerate(digests)) == expected
-    assert len(session.recomputed()) == lost_before
+    kube.kubectl("delete", "workerpool", TWIN_POOL, "-n", NS, "--wait=true", timeout=300)
 
 
 def test_scale_down_retires_exactly_one_worker_and_loses_nothing(

@@ -22,8 +22,16 @@ from typing import Any
 import cloudpickle
 import pytest
 from kubetools import Kube, restricted_namespace
-from scenario import BLOCK, FAULTS_NS, GROW_FROM, GROW_POOL, GROW_TO, OOM_BLOCKS, plain_pod, \
-    small_pool
+from scenario import (
+    BLOCK,
+    FAULTS_NS,
+    GROW_FROM,
+    GROW_POOL,
+    GROW_TO,
+    OOM_BLOCKS,
+    plain_pod,
+    small_pool,
+)
 
 pytestmark = pytest.mark.kind
 
