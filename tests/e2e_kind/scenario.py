@@ -87,9 +87,15 @@ def twin_pool(image: str) -> dict[str, Any]:
     term = spec["podTemplate"]["affinity"]["podAntiAffinity"][
         "preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
     term["labelSelector"] = _worker_pods(TWIN_POOL)
+    # Required, so the two workers never share a node. The pool's scheduler pod carries the
+    # same term (podTemplate applies to it too), so it needs a third node: the control plane.
     spec["podTemplate"]["affinity"] = {
         "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
     }
+    spec["podTemplate"]["tolerations"].append(
+        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists",
+         "effect": "NoSchedule"}
+    )
     return body
 
 
