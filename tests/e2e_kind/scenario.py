@@ -31,7 +31,7 @@ BLOCK = 8 * 2**20
 BLOCKS = 288
 
 # Replication across nodes: a two-worker pool, one worker per node, every value on both.
-TWIN_POOL, TWIN_BLOCKS = "twin", 24  # 24 blocks of 8 MiB: 192 MiB, each worker holds all
+TWIN_POOL, TWIN_BLOCKS = "twin", 8  # 8 blocks of 8 MiB: 64 MiB, within what each worker keeps in memory
 
 # The fault scenarios: their own namespace and small pools.
 FAULTS_NS = "e2e-faults"
