@@ -22,8 +22,8 @@ from pathlib import Path
 import cloudpickle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e_kind"))
-from kubetools import Kube, restricted_namespace  # noqa: E402
-from scenario import e2e_pool  # noqa: E402
+from kubetools import Kube, restricted_namespace
+from scenario import e2e_pool
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 NS, POOL, BLOCK = "bench-kind", "fig", 8 * 2**20

@@ -79,6 +79,11 @@ class Kube:
         ns = ["-n", namespace] if namespace else []
         self.kubectl("apply", *ns, "-f", "-", input=yaml.safe_dump_all(docs))
 
+    def create(self, objects: Sequence[dict[str, Any]]) -> None:
+        """`kubectl create`: unlike apply, keeps explicit nulls (apply reads null as "remove
+        the field", and the server then fills in the default)."""
+        self.kubectl("create", "-f", "-", input=yaml.safe_dump_all(list(objects)))
+
     def get(
         self, kind: str, name: str = "", namespace: str | None = None, selector: str = ""
     ) -> Any:

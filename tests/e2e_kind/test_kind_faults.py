@@ -82,9 +82,11 @@ def test_without_the_memory_manager_the_kernel_kills_with_it_the_worker_survives
     kube: Kube, faults_ns: str, image: str
 ) -> None:
     off, on = small_pool(image, "mm-off", 1, False), small_pool(image, "mm-on", 1, True)
-    kube.apply([off, on])
+    kube.create([off, on])  # create: the null thresholds must reach the server as nulls
     for pool in ("mm-off", "mm-on"):
         kube.wait(f"workerpool/{pool}", "condition=Ready", faults_ns, timeout=600)
+    stored = kube.get("workerpool", "mm-off", faults_ns)["spec"]["worker"]["thresholds"]
+    assert all(v is None for v in stored.values()), stored
     expected = [checksum(make_block(i)) for i in range(OOM_BLOCKS)]
 
     with connect(kube, "mm-on") as client:
