@@ -18,8 +18,10 @@ The scheduler is a small aiohttp fake on 127.0.0.1 that follows docs/internals.m
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -170,11 +172,28 @@ def as_record(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class _Recent(logging.Handler):
+    """The operator's (and kopf's) last log lines, for the message of a timeout."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: collections.deque[str] = collections.deque(maxlen=40)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.name}: {record.getMessage()}"[:300])
+
+
+RECENT = _Recent()
+
+
 async def _until(api: Kube, namespace: str, check: Any, what: str) -> None:
     try:
         await api.until_async(check, namespace, TIMEOUT)
     except TimeoutError as exc:
-        raise AssertionError(f"operator did not {what} within {TIMEOUT}s") from exc
+        log = "\n  ".join(RECENT.lines)
+        raise AssertionError(
+            f"operator did not {what} within {TIMEOUT}s; its last log lines:\n  {log}"
+        ) from exc
 
 
 async def record_operator_session(
@@ -191,6 +210,9 @@ async def record_operator_session(
     from memkube_operator.settings import OperatorConfig, Reconciling, SchedulerAccess
 
     namespace = pool_body["metadata"]["namespace"]
+    for logger in ("kopf", "memkube_operator"):
+        logging.getLogger(logger).addHandler(RECENT)
+    RECENT.lines.clear()
     for name in {
         NAMESPACE,
         namespace,

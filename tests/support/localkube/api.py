@@ -249,11 +249,15 @@ class Kube:
         written concurrently, as each node's kubelet would."""
         from concurrent.futures import ThreadPoolExecutor
 
-        names = [p["metadata"]["name"] for p in self.objects("", "v1", "pods", namespace, selector)
-                 if not p["metadata"].get("deletionTimestamp")]
+        names = [
+            p["metadata"]["name"]
+            for p in self.objects("", "v1", "pods", namespace, selector)
+            if not p["metadata"].get("deletionTimestamp")
+        ]
         with ThreadPoolExecutor(max_workers=8) as pool:
-            written = list(pool.map(
-                lambda name: self._update_status(namespace, name, ready_status), names))
+            written = list(
+                pool.map(lambda name: self._update_status(namespace, name, ready_status), names)
+            )
         return [w for w in written if w is not None]
 
     def set_oom_killed(self, namespace: str, name: str, container: str | None = None) -> Obj:
@@ -349,11 +353,11 @@ class Kube:
         stop: threading.Event,
     ) -> None:
         """Call ``on_event()`` for every watch event of a resource in the namespace until
-        ``stop`` is set (checked at each event, and at least once a minute), reconnecting
-        after the server ends a watch."""
+        ``stop`` is set (checked at each event, and every 5 s when the server ends the watch
+        and it is opened again)."""
         url = path(*resource, namespace)
         while not stop.is_set():
-            params = {"watch": "true", "timeoutSeconds": "60"}
+            params = {"watch": "true", "timeoutSeconds": "5"}
             try:
                 with self.http.stream(
                     "GET", url, params=params, timeout=httpx.Timeout(5.0, read=None)

@@ -15,20 +15,29 @@ from collections.abc import Iterator
 import pytest
 
 from .api import Kube
-from .binaries import Unavailable, ensure, required
+from .binaries import Binaries, Unavailable, ensure, required
 from .crds import WORKERPOOL_CRD, establish_crd
 from .plane import ControlPlane
 
 
 @pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+def k8s_binaries() -> Binaries:
+    """The pinned binaries, built or restored; a skip where they cannot be (a failure in CI)."""
     try:
-        binaries = ensure()
+        return ensure()
     except Unavailable as exc:
         if required():
             pytest.fail(f"CI=true: the real control plane must run here, but: {exc}")
         pytest.skip(f"no Kubernetes binaries on this machine: {exc}")
-    plane = ControlPlane(tmp_path_factory.mktemp("kube"), binaries, crds=(WORKERPOOL_CRD,)).start()
+
+
+@pytest.fixture(scope="session")
+def control_plane(
+    tmp_path_factory: pytest.TempPathFactory, k8s_binaries: Binaries
+) -> Iterator[ControlPlane]:
+    plane = ControlPlane(
+        tmp_path_factory.mktemp("kube"), k8s_binaries, crds=(WORKERPOOL_CRD,)
+    ).start()
     try:
         yield plane
     finally:

@@ -92,6 +92,7 @@ class ControlPlane:
     components: list[Component] = field(default_factory=list)
     server: str = ""
     started_seconds: float = 0.0
+    _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
     crds: tuple[Path, ...] = ()
     """CRDs created before the controller manager starts: its garbage collector reads
     discovery at start and then only every 30 s, so cascades on these work at once."""
@@ -271,12 +272,6 @@ class ControlPlane:
         self.components.append(comp)
         self._procs[comp.name] = proc
 
-    @property
-    def _procs(self) -> dict[str, subprocess.Popen[bytes]]:
-        if not hasattr(self, "_popen"):
-            self._popen: dict[str, subprocess.Popen[bytes]] = {}
-        return self._popen
-
     def _ssl(self) -> ssl.SSLContext:
         pki = self.pki
         ctx = ssl.create_default_context(cafile=str(pki.ca.cert))
@@ -287,7 +282,7 @@ class ControlPlane:
 
     def _get(self, url: str) -> tuple[int, str]:
         try:
-            with urllib.request.urlopen(url, timeout=5, context=self._ssl()) as resp:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=5, context=self._ssl()) as resp:
                 return resp.status, resp.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode(errors="replace")
