@@ -20,7 +20,6 @@ from scenario import (
 )
 
 IMAGE = "memkube:e2e"
-CRD = ROOT / "operator" / "memkube_operator" / "crds" / "workerpools.memkube.dev.yaml"
 MI = 2**20
 
 
