@@ -11,7 +11,6 @@ from scenario import (
     BLOCKS,
     NS,
     POD_MEMORY,
-    ROOT,
     SPILL_SIZE,
     WORKER_MEMORY,
     WORKERS,
