@@ -1,9 +1,12 @@
-# syntax=docker/dockerfile:1
 # One image for all three memkube roles; the arguments choose the role:
 #   memkube operator run --all-namespaces
 #   memkube scheduler --host 0.0.0.0 --port 8786
 #   memkube worker tcp://SCHEDULER:8786 --memory-limit 4Gi ...
 # Extend it with the libraries your tasks import: see docs/install.md.
+#
+# Needs BuildKit (RUN --mount below), and no `# syntax=` line: the Dockerfile frontend built
+# into BuildKit (Docker 20.10+, any buildx) supports everything used here, and a syntax line
+# would make every build fetch a frontend image from a registry first.
 
 ARG PYTHON_IMAGE=python:3.12-slim
 
@@ -11,6 +14,11 @@ ARG PYTHON_IMAGE=python:3.12-slim
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+# An offline build points pip at a local wheelhouse through these (hack/images/memkube.sh
+# does); unset, pip uses its index as usual. They exist in this stage only.
+ARG PIP_INDEX_URL
+ARG PIP_FIND_LINKS
+ARG PIP_NO_INDEX
 COPY pyproject.toml README.md ./
 COPY worker_image/ worker_image/
 COPY operator/ operator/

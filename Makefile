@@ -7,7 +7,7 @@ export PYENV_VERSION ?= 3.12.1
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench system-deps clean k8s-binaries cluster cluster-down
+.PHONY: demo test lint bench system-deps clean k8s-binaries cluster cluster-down e2e image
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,16 @@ system-deps:
 
 test: $(VENV)/.test-deps system-deps k8s-binaries
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The kind end-to-end tier: Docker, kind, the node image and the project's image are built
+# and started here (hack/e2e.sh says how); everything built is cached under ~/.cache/memkube.
+e2e: $(VENV)/.test-deps
+	hack/e2e.sh
+
+# The project's image (memkube:dev) built offline on the local python:3.12-slim stand-in.
+image:
+	hack/dockerd-up.sh
+	hack/images/memkube.sh memkube:dev
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check worker_image operator tests bench examples

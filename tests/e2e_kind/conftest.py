@@ -1,15 +1,19 @@
 """Fixtures for the kind end-to-end tier: a real cluster, the real image, the real chart.
 
-Run it where Docker, kind, helm and kubectl exist (a laptop, or the GitHub workflow)::
+`make e2e` runs it on this kind of machine: it builds everything the cluster needs here
+(hack/e2e.sh), creates the cluster and passes it in. Where Docker, kind, helm and kubectl
+exist already (a laptop, the GitHub workflow with upstream kind images)::
 
     pytest tests/e2e_kind --kind
 
-Without `--kind` (or MEMKUBE_E2E_KIND=1) every test here is skipped, and so it is where a
-tool or a running Docker engine is missing; the skip names what is missing.
+creates the cluster from hack/kind/cluster.yaml itself. Without `--kind` (or
+MEMKUBE_E2E_KIND=1) every test here is skipped and says so; with it, a missing tool or
+Docker engine is an error, never a skip.
 
 Environment knobs: MEMKUBE_E2E_CLUSTER (reuse an existing kind cluster of that name and keep
 it afterwards), MEMKUBE_E2E_KEEP=1 (keep the cluster this run creates, to inspect a failure),
-MEMKUBE_E2E_IMAGE (an image already built; skips `docker build`).
+MEMKUBE_E2E_IMAGE (an image already built; skips `docker build`), MEMKUBE_E2E_ARTIFACTS (where
+the pods' logs go when a test fails; default .e2e-artifacts/ in the checkout).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import pytest
 # pytest runs with --import-mode=importlib: this tier's helper modules sit beside it.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kubetools import Kube, missing_tools, restricted_namespace, run
+from kubetools import Kube, dump_cluster_state, missing_tools, restricted_namespace, run
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = "memkube-e2e"
@@ -53,11 +57,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     wanted = _option(config) or os.environ.get("MEMKUBE_E2E_KIND") == "1"
     reason = None
     if not wanted:
-        reason = "kind e2e not requested: run `pytest tests/e2e_kind --kind`"
+        reason = "kind e2e not requested: `make e2e`, or `pytest tests/e2e_kind --kind`"
     else:
         missing = missing_tools()
         if missing:
-            reason = "kind e2e needs " + ", ".join(missing)
+            raise pytest.UsageError("kind e2e requested but this machine lacks " + ", ".join(missing))
     if reason:
         for item in mine:
             item.add_marker(pytest.mark.skip(reason=reason))
@@ -84,8 +88,10 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
                 "cluster",
                 "--name",
                 name,
+                "--config",
+                str(ROOT / "hack" / "kind" / "cluster.yaml"),
                 "--wait",
-                "180s",
+                "300s",
                 "--kubeconfig",
                 str(kubeconfig),
             ],
@@ -135,3 +141,16 @@ def operator(kube: Kube, image: str) -> str:
         "5m",
     )
     return OPERATOR_NS
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """When a test fails with a cluster at hand, keep every pod's logs and the cluster's state."""
+    outcome = yield
+    report = outcome.get_result()
+    kube = getattr(item, "funcargs", {}).get("kube")
+    if report.failed and isinstance(kube, Kube):
+        base = Path(os.environ.get("MEMKUBE_E2E_ARTIFACTS", ROOT / ".e2e-artifacts"))
+        dest = base / item.name
+        dump_cluster_state(kube, dest)
+        report.sections.append(("kind artifacts", f"pod logs and cluster state in {dest}"))

@@ -79,6 +79,11 @@ class Kube:
         ns = ["-n", namespace] if namespace else []
         self.kubectl("apply", *ns, "-f", "-", input=yaml.safe_dump_all(docs))
 
+    def create(self, objects: Sequence[dict[str, Any]]) -> None:
+        """`kubectl create`: unlike apply, keeps explicit nulls (apply reads null as "remove
+        the field", and the server then fills in the default)."""
+        self.kubectl("create", "-f", "-", input=yaml.safe_dump_all(list(objects)))
+
     def get(
         self, kind: str, name: str = "", namespace: str | None = None, selector: str = ""
     ) -> Any:
@@ -150,3 +155,40 @@ class Kube:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def dump_cluster_state(kube: Kube, dest: Path) -> None:
+    """Every pod's logs (current and previous containers), events, pods and WorkerPools.
+
+    Best effort: a broken cluster must not hide the test's own failure."""
+    dest.mkdir(parents=True, exist_ok=True)
+    base = ["kubectl", "--kubeconfig", str(kube.kubeconfig)]
+
+    def save(name: str, *args: str) -> None:
+        proc = subprocess.run(
+            [*base, *args], capture_output=True, text=True, timeout=120, check=False
+        )
+        (dest / name).write_text(proc.stdout + proc.stderr)
+
+    save("events.txt", "get", "events", "-A", "--sort-by=.lastTimestamp")
+    save("pods.txt", "get", "pods", "-A", "-o", "wide")
+    save("describe-pods.txt", "describe", "pods", "-A")
+    save("workerpools.yaml", "get", "workerpools", "-A", "-o", "yaml")
+    pods = subprocess.run(
+        [*base, "get", "pods", "-A", "-o", "json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    if pods.returncode != 0:
+        return
+    for pod in json.loads(pods.stdout)["items"]:
+        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        save(f"logs-{ns}-{name}.txt", "logs", "-n", ns, name, "--all-containers", "--prefix")
+        restarted = any(
+            status.get("restartCount", 0) > 0
+            for status in pod.get("status", {}).get("containerStatuses", [])
+        )
+        if restarted:
+            save(
+                f"logs-{ns}-{name}-previous.txt",
+                "logs", "-n", ns, name, "--all-containers", "--prefix", "--previous",
+            )

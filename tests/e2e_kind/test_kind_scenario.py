@@ -1,5 +1,6 @@
-"""The kind scenario, checked where no cluster exists: its manifests are valid, the API
-double admits the pool, and its numbers really force spilling and an OOM kill."""
+"""The kind scenarios, checked where no cluster exists: their manifests are valid and their
+numbers really force spilling and an OOM kill. (The API server admitting them is what the
+kind tier itself checks; the CRD on the real server is tests/operator's.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from scenario import (
     BLOCKS,
     NS,
     POD_MEMORY,
-    ROOT,
     SPILL_SIZE,
     WORKER_MEMORY,
     WORKERS,
@@ -19,7 +19,6 @@ from scenario import (
 )
 
 IMAGE = "memkube:e2e"
-CRD = ROOT / "operator" / "memkube_operator" / "crds" / "workerpools.memkube.dev.yaml"
 MI = 2**20
 
 
@@ -59,16 +58,6 @@ def test_the_operator_translates_the_pool_as_the_e2e_expects() -> None:
     assert total < 3 * 1024
 
 
-async def test_the_api_double_admits_the_pool() -> None:
-    """The CRD's schema and CEL rules accept the shrunk example, as the real API server must."""
-    double = pytest.importorskip("apidouble")
-    async with double.ApiDouble() as api:
-        api.apply_manifests(CRD.read_text())  # the operator's source of truth
-        api.create_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-        created = api.create_object(e2e_pool(IMAGE))
-        assert created["spec"]["worker"]["memoryLimit"] == WORKER_MEMORY
-
-
 def test_the_plain_pod_is_valid_and_restricted() -> None:
     pod = plain_pod(IMAGE)
     kubernetes_validate.validate(pod, "1.30.0", strict=True)
@@ -76,3 +65,20 @@ def test_the_plain_pod_is_valid_and_restricted() -> None:
     assert container["resources"]["limits"]["memory"] == POD_MEMORY
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_the_fault_pools_force_an_oom_kill_only_without_the_memory_manager() -> None:
+    from scenario import OOM_BLOCKS, small_pool
+
+    assert OOM_BLOCKS * BLOCK // MI > _mebibytes(POD_MEMORY)  # more than the pod may hold
+    off, on = small_pool(IMAGE, "off", 1, False), small_pool(IMAGE, "on", 1, True)
+    assert off["spec"]["worker"]["thresholds"] == dict.fromkeys(
+        ("target", "spill", "pause", "terminate")
+    )
+    assert on["spec"]["worker"]["thresholds"] == e2e_pool(IMAGE)["spec"]["worker"]["thresholds"]
+    # Spilling must be able to take everything the default pool is given.
+    assert OOM_BLOCKS * BLOCK // MI < _mebibytes(on["spec"]["worker"]["spill"]["size"])
+    render = pytest.importorskip("memkube_operator.cli").render_objects
+    defaults = pytest.importorskip("memkube_operator.settings").PodDefaults(image=IMAGE)
+    for obj in render([off, on], off["metadata"]["namespace"], defaults):
+        kubernetes_validate.validate(obj, "1.30.0", strict=True)

@@ -1,0 +1,3 @@
+module memkube.local/kindtools
+
+go 1.26.0
