@@ -62,6 +62,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "worker-status": {"status": _STR},
     "memory-restart": {"reason": _STR},
     "reschedule": {"key": _STR},
+    "cannot-fit": {"key": _STR, "peak": _INT, "limit": _INT},
     # scheduler -> worker
     "compute-task": {"key": _STR, "run_spec": _BYTES, "who_has": _MAP, "priority": _LIST},
     "free-keys": {"keys": _LIST},

@@ -20,6 +20,7 @@ import cloudpickle
 
 from ..errors import DataLostError
 from ..protocol import Message
+from .memfit import MemoryFit
 from .model import (
     ERRED,
     MEMORY,
@@ -70,6 +71,7 @@ class SchedulerCore:
         self.settle_callbacks: dict[str, list[Any]] = defaultdict(list)
         self.held_bytes = 0  # bytes of results on workers, replicas included
         self.peak_held_bytes = 0
+        self.memory_fit = MemoryFit()  # per-prefix peaks and memory kills (memfit.py)
 
     # ------------------------------------------------------------------ outbox
 
@@ -158,6 +160,7 @@ class SchedulerCore:
         candidates = [w for w in self.workers.values() if w.status == RUNNING]
         if not candidates:
             return None
+        candidates = self.memory_fit.prefer_fitting(ts, candidates)
         holders: dict[WorkerState, int] = defaultdict(int)
         for dep in ts.dependencies:
             for w in dep.who_has:
@@ -183,10 +186,11 @@ class SchedulerCore:
         open_workers = [w for w in self.workers.values()
                         if w.status == RUNNING and len(w.processing) < self._slots(w)]
         while self._queue and open_workers:
-            ws = min(open_workers, key=lambda w: len(w.processing) / w.nthreads)
             _, _, ts = heapq.heappop(self._queue)
             if ts.state != QUEUED:
                 continue  # released or cancelled since it was queued
+            ws = min(self.memory_fit.prefer_fitting(ts, open_workers),
+                     key=lambda w: len(w.processing) / w.nthreads)
             self._send_compute(ts, ws)
             if len(ws.processing) >= self._slots(ws):
                 open_workers.remove(ws)
@@ -197,9 +201,13 @@ class SchedulerCore:
         ts.processing_on = ws
         ws.processing.add(ts)
         who_has = {dep.key: [w.address for w in dep.who_has] for dep in ts.dependencies}
-        self.to_worker(ws, {"op": "compute-task", "key": ts.key, "run_spec": ts.run_spec,
-                            "who_has": who_has, "priority": list(ts.priority),
-                            "nbytes": {d.key: d.nbytes for d in ts.dependencies}})
+        msg: Message = {"op": "compute-task", "key": ts.key, "run_spec": ts.run_spec,
+               "who_has": who_has, "priority": list(ts.priority),
+               "nbytes": {d.key: d.nbytes for d in ts.dependencies}}
+        peak = self.memory_fit.expected(ts.key)
+        if peak is not None:
+            msg["peak"] = peak
+        self.to_worker(ws, msg)
 
     def add_replica(self, ts: TaskState, ws: WorkerState) -> None:
         if ws not in ts.who_has:

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 WORKER_OPS = ops_allowed(
     "register-worker", "task-finished", "task-erred", "add-keys", "missing-data",
     "lost-keys", "heartbeat-worker", "worker-status", "memory-restart", "reschedule",
+    "cannot-fit",
 )
 CLIENT_OPS = ops_allowed(
     "register-client", "update-graph", "release-keys", "cancel-keys", "replicate",
@@ -228,6 +229,7 @@ class Scheduler:
             address, msg["name"], msg["nthreads"], host=msg["host"], node=msg["node"],
             pid=msg["pid"], keys={str(k): int(v) for k, v in msg["keys"].items()},
             memory=msg["memory"],
+            memory_kill=msg["memory_kill"] if isinstance(msg.get("memory_kill"), dict) else None,
         )
         comm = BatchedSend(ws.send_bytes)
         comm.start()
@@ -255,8 +257,10 @@ class Scheduler:
         op = msg["op"]
         st = self.state
         if op == "task-finished":
+            peak = msg.get("peak")
             st.task_finished(address, msg["key"], msg["nbytes"], msg["type"],
-                             float(msg.get("duration", 0.0)))
+                             float(msg.get("duration", 0.0)),
+                             peak if isinstance(peak, int) else None)
         elif op == "heartbeat-worker":
             st.worker_heartbeat(address, msg["memory"], msg["executing"], msg["ready"])
         elif op == "task-erred":
@@ -271,9 +275,12 @@ class Scheduler:
         elif op == "worker-status":
             st.worker_status(address, msg["status"], str(msg.get("reason", "")))
         elif op == "memory-restart":
-            st.memory_restart(address, msg["reason"])
+            st.memory_restart(address, msg["reason"], msg)
         elif op == "reschedule":
             st.reschedule(address, msg["key"])
+        elif op == "cannot-fit":
+            st.cannot_fit(address, msg["key"], msg["peak"], msg["limit"],
+                          str(msg.get("reason", "")))
         elif op == "register-worker":
             raise ProtocolError("worker registered twice")
 

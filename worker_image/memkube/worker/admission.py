@@ -19,24 +19,12 @@ No I/O, no clock: the state machine feeds readings in.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-_TOKEN = re.compile(r"^([0-9a-f]{8,}|[0-9]+)$")
-_TUPLE_HEAD = re.compile(r"""^\(\s*['"]([^'"]+)['"]""")
+from ..taskspec import prefix_of
 
-
-def prefix_of(key: str) -> str:
-    """``"make_temp-3f2a...`` -> ``"make_temp"``; ``"('sum-ab12cd34ef', 3)"`` -> ``"sum"``."""
-    m = _TUPLE_HEAD.match(key)
-    if m:
-        key = m.group(1)
-    words = key.split("-")
-    while len(words) > 1 and _TOKEN.match(words[-1]):
-        words.pop()
-    return "-".join(words)
-
+__all__ = ["Admission", "Admit", "Decision", "Room", "prefix_of"]
 
 @dataclass(frozen=True)
 class Room:
