@@ -184,5 +184,5 @@ def test_task_that_takes_down_workers_fails_after_bounded_tries() -> None:
         assert info.value.peak > 200 * 2**20 and info.value.limit == 256 * 2**20
         assert client.submit(sum, [1, 2]).result(timeout=60) == 3  # the pool recovered
         restarts = cluster.scheduler.state.restarts_by_name
-        assert sum(restarts.values()) >= 2  # the workers restarted themselves, in time
+        assert sum(restarts.values()) >= 1  # the workers restarted, in time
         assert all(wp.proc.returncode is None for wp in cluster.workers.values())

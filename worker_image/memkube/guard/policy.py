@@ -5,8 +5,9 @@ also below the cgroup's hard limit where one is known:
 
 - at or above ``terminate``: :class:`RequestSpill` (the worker spills all it can, in a
   thread of its own) — once per crossing;
-- still at or above ``terminate`` once the worker answered (or ``spill_wait`` seconds went
-  by without an answer: its interpreter is stuck): :class:`Kill`;
+- still at or above ``terminate`` once the worker answered, or unanswered while memory
+  climbs ``climb`` × limit further or for ``spill_wait`` seconds (a task holds the
+  worker's interpreter, so nothing is being spilled): :class:`Kill`;
 - at or above the kill line at any time: :class:`Kill` at once. The kill line is
   ``kill`` × limit of the child's RSS, and, with a cgroup limit, the cgroup's usage within
   ``cgroup_margin`` of it: the kernel's OOM killer acts at that limit, the guard just before.
@@ -28,6 +29,7 @@ class GuardConfig:
     cgroup_limit: int | None = None  # the hard limit the kernel enforces, if any
     cgroup_margin: float = 0.05  # kill when cgroup usage is this close (fraction) to it
     spill_wait: float = 0.5  # seconds to wait for the worker's answer to a spill request
+    climb: float = 0.03  # of the limit: unanswered and still climbing this much: kill
 
     @property
     def kill_rss(self) -> int | None:
@@ -72,9 +74,11 @@ class GuardPolicy:
         self.config = config
         self.running: dict[str, int] = {}  # task key -> RSS when it started
         self.peak = 0  # highest RSS since the oldest running task started
+        self.idle: int | None = None  # RSS of this worker before its first task: its leanest
         self.kills = 0
         self.spill_requests = 0
         self._asked_at: float | None = None
+        self._asked_rss = 0
         self._answered_at: float | None = None
         self._done = False
 
@@ -83,12 +87,15 @@ class GuardPolicy:
     def child_started(self) -> None:
         self.running.clear()
         self.peak = 0
+        self.idle = None
         self._asked_at = self._answered_at = None
         self._done = False
 
     def task_started(self, key: str, rss: int) -> None:
         if not self.running:
             self.peak = rss
+        if self.idle is None:
+            self.idle = rss
         self.running[key] = rss
 
     def task_stopped(self, key: str) -> None:
@@ -121,12 +128,17 @@ class GuardPolicy:
             return []
         if self._asked_at is None:
             self._asked_at = r.time
+            self._asked_rss = r.rss
             self._answered_at = None
             self.spill_requests += 1
             return [RequestSpill()]
         if self._answered_at is not None and self._answered_at >= self._asked_at:
             return [self._kill(f"worker memory {r.rss / 1e6:.0f} MB still above the terminate "
                                f"line {line / 1e6:.0f} MB after spilling everything", r)]
+        if r.rss >= self._asked_rss + c.climb * c.limit:
+            return [self._kill(f"worker memory {r.rss / 1e6:.0f} MB still climbing above the "
+                               f"terminate line {line / 1e6:.0f} MB, the spill request "
+                               "unanswered (a task holds the interpreter)", r)]
         if r.time - self._asked_at >= c.spill_wait:
             return [self._kill(f"worker memory {r.rss / 1e6:.0f} MB above the terminate line "
                                f"and no answer to a spill request in {c.spill_wait} s", r)]
@@ -142,6 +154,9 @@ class GuardPolicy:
         """What the scheduler learns: running keys, the peak and the task's share of it."""
         if baseline is None:
             baseline = min(self.running.values(), default=self.peak)
+        idle = self.idle if self.idle is not None else baseline
         return {"keys": list(self.running), "peak": self.peak,
                 "task_peak": max(0, self.peak - baseline), "limit": self.config.limit or 0,
-                "reason": reason}
+                "reason": reason,
+                # what a fresh worker would have had on top: retrying gains at most this
+                "retry_gain": max(0, baseline - idle)}

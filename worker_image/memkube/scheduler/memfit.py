@@ -9,9 +9,10 @@ these become:
   ``compute-task`` so a worker admits a task only where and when it fits — a freshly
   restarted worker knows at once what its predecessor learned the hard way;
 - a count of memory kills per task: at the second, the task fails with
-  :class:`~memkube.errors.TaskMemoryError` naming the task, the peak and the limit, as it
-  does at once when a worker says it cannot fit a task whose known peak is above every
-  worker's terminate line.
+  :class:`~memkube.errors.TaskMemoryError` naming the task, the peak and the limit — at
+  the first already when it ran alone on a worker that was near its leanest and no worker
+  is larger (a retry cannot go better), and at once when a worker says it cannot fit a
+  task whose known peak is above every worker's terminate line.
 
 Placement prefers workers whose limit fits the expected peak. No I/O; the scheduler state
 calls in through narrow hooks.
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 
 #: Memory kills of one task after which it fails with TaskMemoryError.
 MAX_MEMORY_KILLS = 2
+#: A task killed alone fails at once when a fresh worker would give it less than this
+#: fraction of the limit more room than it had.
+RETRY_GAIN = 0.1
 
 
 def _mb(n: int) -> str:
@@ -80,6 +84,11 @@ class MemoryFit:
         task_peak = _int(report.get("task_peak")) or peak
         limit = _int(report.get("limit"))
         reason = str(report.get("reason") or "memory")
+        gain = report.get("retry_gain")
+        # Alone on a worker that was near its leanest, and no worker is larger: a retry
+        # cannot go better, so the first kill is the last.
+        hopeless = (len(keys) == 1 and isinstance(gain, int) and limit > 0
+                    and gain < RETRY_GAIN * limit and not self._larger_worker(core, limit))
         for key in keys:
             ts = core.tasks.get(key)
             if ts is None:
@@ -87,14 +96,18 @@ class MemoryFit:
             if task_peak:
                 self.learn(key, task_peak)
             n = self.kills[key] = self.kills.get(key, 0) + 1
-            if n >= MAX_MEMORY_KILLS and ts.state not in ("memory", "erred"):
+            if (n >= MAX_MEMORY_KILLS or hopeless) and ts.state not in ("memory", "erred"):
                 core.log_event("task-memory-error", worker, key)
                 self.kills.pop(key, None)
                 core._fail(ts, TaskMemoryError(
                     f"task {key!r} needs more memory than a worker has: it reached "
                     f"{_mb(peak)} ({_mb(task_peak)} for itself) in a worker with a memory "
-                    f"limit of {_mb(limit)} and was stopped {n} times ({reason}) before the "
+                    f"limit of {_mb(limit)} and was stopped {n} time{"s" if n > 1 else ""} ({reason}) before the "
                     "kernel's OOM killer could act", key, peak, limit))
+
+    def _larger_worker(self, core: SchedulerCore, limit: int) -> bool:
+        lines = [self.terminate_line(w) for w in core.workers.values()]
+        return any(line is None or line > limit for line in lines)
 
     def cannot_fit(self, core: SchedulerCore, ts: TaskState, peak: int, limit: int,
                    reason: str) -> bool:

@@ -6,7 +6,7 @@ shell from the kernel's high-water mark), or what the scheduler's statistics say
 task starts, :meth:`Admission.decide` compares it with the room (terminate line minus what
 the worker uses, plus what it could spill):
 
-- fits now: run; fits only after spilling and nothing else runs: spill first, then run
+- fits now (next to the expected peaks of the running tasks): run; fits only after spilling and nothing else runs: spill first, then run
   alone; fits only alone: wait for the running tasks;
 - cannot fit even on an empty worker (peak over the terminate line): never, the scheduler
   is told (``cannot-fit``) and places it elsewhere or fails it with ``TaskMemoryError``;
@@ -94,7 +94,9 @@ class Admission:
             if running and input_bytes > room.free + room.spillable:
                 return WAIT
             return self._run()
-        if expected <= room.free:
+        # running tasks may not have reached their peaks yet: keep room for them
+        reserved = sum(self.peaks.get(p, 0) for p in running)
+        if expected + reserved <= room.free:
             return self._run()
         if running:
             return WAIT  # it fits, if at all, only once the others are done
