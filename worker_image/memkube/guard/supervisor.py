@@ -60,13 +60,14 @@ class GuardStats:
     spill_requests: int = 0
 
 
-class _Cgroup:
-    """This process's memory cgroup, read only: usage (fast) and inactive cache (slower)."""
+class CgroupReader:
+    """A memory cgroup (default: this process's own), read only: usage every reading (one
+    small file), the inactive file cache from ``memory.stat`` every 20th (v1 and v2)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cg: Any = True) -> None:
         from ..memory.cgroup import own_memory_cgroup
 
-        self.cg = own_memory_cgroup()
+        self.cg = own_memory_cgroup() if cg is True else cg
         self.limit = self.cg.limit() if self.cg is not None else None
         self._inactive = 0
         self._reads = 0
@@ -100,9 +101,9 @@ class Supervisor:
     """Runs ``memkube worker ARGS`` as a guarded child until it exits for good."""
 
     def __init__(self, argv: Sequence[str], config: GuardConfig | None, *, poll: float = 0.005,
-                 python: str = sys.executable, cgroup: _Cgroup | None = None) -> None:
+                 python: str = sys.executable, cgroup: CgroupReader | None = None) -> None:
         self.argv = list(argv)
-        self.cgroup = cgroup if cgroup is not None else _Cgroup()
+        self.cgroup = cgroup if cgroup is not None else CgroupReader()
         base = config or GuardConfig(limit=None)
         if base.cgroup_limit is None and self.cgroup.limit is not None:
             base = GuardConfig(base.limit, base.terminate, base.kill, self.cgroup.limit,
