@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import benchlib
 import psutil
@@ -94,13 +94,15 @@ def expected_sum(w: Workload, i: int) -> float:
     return float((rng.random(RESULT // 8) * 2.0).sum())
 
 
-def run_workload(client: Any, w: Workload, timeout: float) -> tuple[bool, str | None]:
-    """(results right, error text). The held data stays referenced throughout."""
+def run_workload(client: Any, w: Workload, timeout: float) -> tuple[bool, float]:
+    """(results right, seconds to build the held data). The held data stays referenced."""
     import numpy as np
 
+    start = time.perf_counter()
     held = client.map(held_chunk, range(w.held)) if w.held else []
     for f in held:
         f.result(timeout=timeout)
+    held_s = time.perf_counter() - start
     func = objects_task if w.objects else temp_task
     futures = client.map(func, range(w.ntasks), temp_mb=w.temp_mb)
     sums = [float(f.result(timeout=timeout)) for f in client.map(np.sum, futures)]
@@ -108,7 +110,7 @@ def run_workload(client: Any, w: Workload, timeout: float) -> tuple[bool, str | 
         abs(s - expected_sum(w, i)) <= 1e-6 * abs(expected_sum(w, i)) + 1e-9
         for i, s in enumerate(sums))
     del held
-    return ok, None
+    return ok, held_s
 
 
 class PidWatch:
@@ -129,7 +131,7 @@ class PidWatch:
                 pass
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> PidWatch:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -170,7 +172,7 @@ def _timed(client: Any, w: Workload, timeout: float, cgroup: Any, parent: int) -
     with oom, PidWatch(parent) as pids:
         start = time.perf_counter()
         try:
-            ok, _ = run_workload(client, w, timeout)
+            ok, out["held_s"] = run_workload(client, w, timeout)
             out["completed"] = ok
             if not ok:
                 out["error"] = "wrong results"

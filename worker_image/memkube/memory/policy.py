@@ -128,6 +128,11 @@ class MemoryPolicy:
         self._last_warn = 0.0
         self.state: State = "normal"
 
+    @property
+    def resume_pending(self) -> bool:
+        """Paused, and below the resume line since a reading: the next one may resume."""
+        return self.paused and self._below_since is not None
+
     def fraction(self, r: Reading) -> float:
         """Memory in use as a fraction of the limit, the worse of process and cgroup."""
         assert self.limit is not None

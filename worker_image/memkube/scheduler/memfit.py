@@ -117,7 +117,7 @@ class MemoryFit:
         if any(line is None or line >= peak for line in lines):
             return False
         core._fail(ts, TaskMemoryError(
-            f"task {ts.key!r} needs about {_mb(peak)} at its peak, more than any worker may "
+            f"task {ts.key!r} needs {_mb(peak)} or more at its peak, more than any worker may "
             f"use (memory limit {_mb(limit)}): {reason}", ts.key, peak, limit))
         return True
 

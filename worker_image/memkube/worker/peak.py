@@ -64,6 +64,11 @@ class PeakMeter:
             rss = _rss()
             self._running[key] = [rss, rss]
 
+    def baseline(self) -> int | None:
+        """RSS when the oldest running task started (None: nothing runs)."""
+        with self._lock:
+            return min((r[0] for r in self._running.values()), default=None)
+
     def stop(self, key: str) -> int:
         with self._lock:
             self._fold()

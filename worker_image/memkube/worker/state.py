@@ -303,7 +303,8 @@ class WorkerState:
             self._deferred = {}
         return out + self.start_ready()
 
-    def memory_restart(self, reason: str, peak: int | None = None) -> list[Instruction]:
+    def memory_restart(self, reason: str, peak: int | None = None,
+                       task_peak: int | None = None) -> list[Instruction]:
         """Memory stayed above the terminate line with nothing left to spill: restart now.
 
         The scheduler learns which tasks were running and the peak, so it can fail a task
@@ -315,6 +316,8 @@ class WorkerState:
         msg: Message = {"op": "memory-restart", "reason": reason, "keys": self.running_keys()}
         if peak is not None:
             msg["peak"] = peak
+        if task_peak is not None:
+            msg["task_peak"] = task_peak
         return [Send(msg), Restart(reason)]
 
     def scheduler_lost(self) -> None:

@@ -451,7 +451,10 @@ class Worker:
 
     async def _on_terminate(self, reason: str) -> None:
         log.error("memory restart: %s", reason)
-        self._do(self.state.memory_restart(reason, self.memory.reading().process))
+        rss = self.memory.reading().process
+        baseline = self.peaks.baseline()
+        task_peak = None if baseline is None else max(0, rss - baseline)
+        self._do(self.state.memory_restart(reason, rss, task_peak))
 
     async def _restart_now(self, reason: str) -> None:
         """Exit at once: the allocating task is not waited for (it may never finish)."""
