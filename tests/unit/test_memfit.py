@@ -121,3 +121,18 @@ def test_a_task_too_large_for_every_worker_fails_when_refused(s: SchedulerState)
     s.cannot_fit("tcp://a:1", "huge-0123456789", 900 * MB, 400 * MB, "expected peak too big")
     (msg,) = erred(s)
     assert "TaskMemoryError" in msg["text"] and "900 MB" in msg["text"]
+
+
+def test_the_guards_own_report_fails_the_task_before_the_worker_is_back(
+        s: SchedulerState) -> None:
+    s.update_graph("c", [spec("hog-0123456789")], ["hog-0123456789"])
+    computes(s)
+    s.memory_killed("a", {"keys": ["hog-0123456789"], "peak": 390 * MB, "task_peak": 330 * MB,
+                          "limit": 400 * MB, "reason": "unanswered climb", "retry_gain": 0})
+    (msg,) = erred(s)
+    assert msg["key"] == "hog-0123456789" and "390 MB" in msg["text"]
+    assert s.restarts_by_name["a"] == 1
+    s.remove_worker("tcp://a:1")  # the connection drops afterwards: nothing is retried
+    assert s.tasks["hog-0123456789"].state == "erred"
+    s.add_worker("tcp://a:2", "a", 1, memory=figures(400 * MB))
+    assert s.workers["tcp://a:2"].memory_restarts == 1

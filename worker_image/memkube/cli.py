@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -133,10 +135,19 @@ def run_worker(args: argparse.Namespace) -> int:
         spill_dir=args.spill_dir, compression=args.spill_compression, config_file=args.config)
     if args.guard and not guarded_child():
         from .guard.policy import GuardConfig
+        from .guard.report import KillReporter
         from .guard.supervisor import Supervisor
 
         config = GuardConfig(memory.limit, memory.thresholds.terminate)
-        return Supervisor(args.raw_argv, config, poll=args.guard_poll).run()
+        argv = list(args.raw_argv)
+        name = args.name or os.environ.get("POD_NAME")
+        if not name:  # one name across restarts, so the scheduler counts them
+            name = f"{socket.gethostname()}-{os.getpid()}"
+            argv += ["--name", name]
+        reporter = KillReporter(args.scheduler, token_from_env(args.token), name,
+                                tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                                tls_key=args.tls_key)
+        return Supervisor(argv, config, poll=args.guard_poll, reporter=reporter).run()
     if guarded_child():
         mark_as_first_to_kill()
 

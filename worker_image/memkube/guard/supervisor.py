@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .policy import GuardConfig, GuardPolicy, GuardReading, Kill, RequestSpill
+from .report import KillReporter
 
 log = logging.getLogger("memkube.guard")
 
@@ -101,8 +102,10 @@ class Supervisor:
     """Runs ``memkube worker ARGS`` as a guarded child until it exits for good."""
 
     def __init__(self, argv: Sequence[str], config: GuardConfig | None, *, poll: float = 0.005,
-                 python: str = sys.executable, cgroup: CgroupReader | None = None) -> None:
+                 python: str = sys.executable, cgroup: CgroupReader | None = None,
+                 reporter: KillReporter | None = None) -> None:
         self.argv = list(argv)
+        self.reporter = reporter
         self.cgroup = cgroup if cgroup is not None else CgroupReader()
         base = config or GuardConfig(limit=None)
         if base.cgroup_limit is None and self.cgroup.limit is not None:
@@ -137,6 +140,8 @@ class Supervisor:
                     return code if code >= 0 else 128 - code
                 log.warning("restarting the worker after a memory stop (%s)",
                             (report or {}).get("reason", f"exit code {code}"))
+                if report and self.reporter is not None and self.reporter.send(report):
+                    report = None  # the scheduler has it: the new worker need not carry it
         finally:
             if events is not None:
                 events.close()

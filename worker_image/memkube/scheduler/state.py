@@ -194,10 +194,7 @@ class SchedulerState(SchedulerCore):
         if stale:
             self.to_worker(ws, {"op": "free-keys", "keys": stale})
         if memory_kill:  # its predecessor was stopped by the memory guard: learn first
-            self.restarts_by_name[name] += 1
-            ws.memory_restarts += 1
-            self.log_event("memory-restart", name, str(memory_kill.get("reason", "")))
-            self.memory_fit.killed(self, memory_kill, name)
+            self.memory_killed(name, memory_kill)
         self._retry_unrunnable()
         self._fill_workers()
         self.retry_replication()
@@ -266,6 +263,16 @@ class SchedulerState(SchedulerCore):
             self.log_event("memory-restart", ws.name, reason)
             if report and report.get("keys"):
                 self.memory_fit.killed(self, {**report, "reason": reason}, ws.name)
+
+    def memory_killed(self, name: str, report: dict[str, Any]) -> None:
+        """The memory guard of worker ``name`` killed it while ``report["keys"]`` ran."""
+        self.restarts_by_name[name] += 1
+        ws = next((w for w in self.workers.values() if w.name == name), None)
+        if ws is not None:
+            ws.memory_restarts = self.restarts_by_name[name]
+        self.log_event("memory-restart", name, str(report.get("reason", "")))
+        self.memory_fit.killed(self, report, name)
+        self._fill_workers()
 
     def cannot_fit(self, address: str, key: str, peak: int, limit: int, reason: str) -> None:
         """The worker will not start ``key``: its expected peak is above its terminate line."""
