@@ -143,3 +143,15 @@ def test_prefixes_group_tasks_by_function_name() -> None:
     assert prefix_of("sum-ab12cd34ef56-7") == "sum"
     assert prefix_of("('chunk-ab12cd34ef', 3)") == "chunk"
     assert prefix_of("load-data") == "load-data"
+
+
+def test_a_retry_after_a_memory_kill_runs_alone_after_spilling_everything() -> None:
+    room = Room(400 * MB, 380 * MB, 300 * MB, 240 * MB)
+    ws, _, rooms = make(nthreads=2, room=room)
+    assert ws.handle(compute("other-1")) == [Execute("other-1")]
+    msg = {**compute("temp-1", peak=220 * MB), "alone": True}
+    assert ws.handle(msg) == []  # waits for the running task
+    out = ws.task_done("other-1", finished("other-1"), peak=1 * MB)
+    assert out[-1] == SpillFirst(240 * MB)  # everything, not just the (lower-bound) need
+    rooms[0] = Room(400 * MB, 380 * MB, 60 * MB, 0)
+    assert ws.spilled() == [Execute("temp-1")]

@@ -207,6 +207,8 @@ class SchedulerCore:
         peak = self.memory_fit.expected(ts.key)
         if peak is not None:
             msg["peak"] = peak
+        if self.memory_fit.kills.get(ts.key):
+            msg["alone"] = True  # killed for memory before: run it alone, all spilled
         self.to_worker(ws, msg)
 
     def add_replica(self, ts: TaskState, ws: WorkerState) -> None:

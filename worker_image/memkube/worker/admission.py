@@ -11,7 +11,9 @@ the worker uses, plus what it could spill):
 - cannot fit even on an empty worker (peak over the terminate line): never, the scheduler
   is told (``cannot-fit``) and places it elsewhere or fails it with ``TaskMemoryError``;
 - unknown prefix: the first run is the measurement, so a second task of the same prefix
-  waits until one has finished.
+  waits until one has finished;
+- a retry after a memory kill (``alone``; its peak is known only from below): waits until
+  nothing else runs, spills everything spillable, then runs.
 
 No I/O, no clock: the state machine feeds readings in.
 """
@@ -83,9 +85,16 @@ class Admission:
         self._spilled = True
 
     def decide(self, prefix: str, hint: int | None, input_bytes: int,
-               running: Iterable[str], room: Room) -> Decision:
+               running: Iterable[str], room: Room, *, alone: bool = False) -> Decision:
         running = list(running)
         if room.limit is None:
+            return self._run()
+        if alone:  # a retry after a memory kill: its peak is only known from below
+            if running:
+                return WAIT
+            if room.spillable > 0 and not self._spilled:
+                return Decision(Admit.SPILL_FIRST, spill=room.spillable, peak=hint or 0,
+                                limit=room.limit)
             return self._run()
         expected = self.expected(prefix, hint)
         if expected is None:  # unknown: this run measures it

@@ -40,6 +40,7 @@ class WorkerTask:
     priority: tuple[Any, ...]
     nbytes: dict[str, int] = field(default_factory=dict)
     expected_peak: int | None = None  # from the scheduler's prefix statistics
+    alone: bool = False  # killed for memory before: run with nothing else, all spilled
     state: str = FETCHING
     cancelled: bool = False
     waiting_on: set[str] = field(default_factory=set)
@@ -143,6 +144,7 @@ class WorkerState:
             {str(k): list(v) for k, v in msg["who_has"].items()},
             tuple(msg["priority"]), {str(k): int(v) for k, v in (msg.get("nbytes") or {}).items()},
             expected_peak=int(peak) if isinstance(peak, int) else None,
+            alone=msg.get("alone") is True,
         )
         if wt.expected_peak is not None:
             self.admission.learn(wt.prefix, wt.expected_peak)
@@ -240,7 +242,8 @@ class WorkerState:
                 continue
             running = [t.prefix for t in self.executing.values()]
             decision = self.admission.decide(
-                wt.prefix, wt.expected_peak, sum(wt.nbytes.values()), running, self.room())
+                wt.prefix, wt.expected_peak, sum(wt.nbytes.values()), running, self.room(),
+                alone=wt.alone)
             if decision.admit is Admit.WAIT:
                 break  # the best task waits for running ones; lower ones do not overtake it
             heapq.heappop(self._ready)
