@@ -7,7 +7,7 @@ export PYENV_VERSION ?= 3.12.1
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench system-deps clean
+.PHONY: demo test lint bench system-deps clean k8s-binaries cluster cluster-down
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: chromium missing and not root: the dashboard browser test will be skipped"; fi; }
 
-test: $(VENV)/.test-deps system-deps
+test: $(VENV)/.test-deps system-deps k8s-binaries
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(VENV)/.test-deps
@@ -40,6 +40,23 @@ lint: $(VENV)/.test-deps
 
 bench: $(VENV)/.test-deps
 	$(BIN)/python bench/runtime_bench.py
+
+# The pinned Kubernetes and etcd binaries (hack/versions.env), built from the Go module proxy
+# into ~/.cache/memkube (free when cached; a cold build takes a while, see docs/cluster.md).
+# Exit 3 = no Go or module proxy: the Kubernetes tiers then skip, except under CI=true.
+k8s-binaries:
+	@bash hack/k8s-binaries.sh; rc=$$?; \
+	if [ $$rc -eq 3 ] && [ "$$CI" != true ]; then \
+	  echo "note: no Go toolchain or module proxy: the Kubernetes tiers will be skipped"; \
+	elif [ $$rc -ne 0 ]; then exit $$rc; fi
+
+# A local control plane on 127.0.0.1 (etcd, apiserver, controller manager, scheduler);
+# admin kubeconfig in .cluster/kubeconfig. cluster-down stops every process it started.
+cluster: $(VENV)/.test-deps k8s-binaries
+	PYTHONPATH=tests/support $(BIN)/python -m localkube up --dir .cluster
+
+cluster-down: | $(BIN)/python
+	PYTHONPATH=tests/support $(BIN)/python -m localkube down --dir .cluster
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

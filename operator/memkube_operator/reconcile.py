@@ -33,7 +33,7 @@ from .builders import (
     build_worker_pod,
 )
 from .builders.worker import worker_resources
-from .kube import ApiError, KubeApi, core_path, pool_path
+from .kube import PODS, SECRETS, SERVICES, WORKERPOOLS, ApiError, Kind, KubeApi
 from .observe import PodView, pod_view
 from .plan import Plan, plan
 from .scaledown import retire_surplus
@@ -61,6 +61,7 @@ class Reconciler:
         self.config = config
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._pending: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # every poked pass, waiting or running
 
     def poke(self, namespace: str, name: str) -> None:
         """Schedule a pass soon (for pod events); coalesces with one already waiting."""
@@ -69,6 +70,8 @@ class Reconciler:
             return
         task = asyncio.create_task(self._poked(namespace, name))
         task.add_done_callback(_log_crash)
+        task.add_done_callback(self._tasks.discard)
+        self._tasks.add(task)
         self._pending[key] = task
 
     async def _poked(self, namespace: str, name: str) -> None:
@@ -88,8 +91,8 @@ class Reconciler:
             await self._pass(namespace, name)
 
     async def close(self) -> None:
-        """Cancel passes waiting for pod events, then close the API client."""
-        pending = list(self._pending.values())
+        """Cancel passes started by pod events (waiting or running), then close the client."""
+        pending = list(self._tasks)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -100,7 +103,7 @@ class Reconciler:
         self._locks.pop((namespace, name), None)
 
     async def _pass(self, namespace: str, name: str) -> None:
-        body = await self.api.get(pool_path(namespace, name))
+        body = await self.api.get(WORKERPOOLS, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return  # deleted: garbage collection removes the children
         try:
@@ -110,7 +113,9 @@ class Reconciler:
             raise kopf.PermanentError(str(exc)) from exc
         except ApiError as exc:
             if exc.retryable:
-                raise kopf.TemporaryError(str(exc), delay=self.config.reconciling.retry_delay)
+                # Back off at least as long as the API server asked (Retry-After).
+                delay = max(self.config.reconciling.retry_delay, exc.retry_after or 0.0)
+                raise kopf.TemporaryError(str(exc), delay=delay) from exc
             # Refused for good (admission, quota, RBAC): say so where users look; the resync
             # timer tries again, so a raised quota or fixed policy heals the pool.
             await self._refused(body, exc)
@@ -126,7 +131,7 @@ class Reconciler:
             error.field, error.message, status, generation=generation, now=_stamp(_now())
         )
         await self.api.merge_patch(
-            pool_path(meta["namespace"], meta["name"], subresource="status"), {"status": patch}
+            WORKERPOOLS, meta["namespace"], meta["name"], {"status": patch}, status=True
         )
         if not already:
             await self.api.post_event(body, reason="InvalidSpec", message=str(error), warning=True)
@@ -148,8 +153,11 @@ class Reconciler:
         )
         conditions = [c for c in old if c.get("type") != "Degraded"] + [degraded]
         await self.api.merge_patch(
-            pool_path(meta["namespace"], meta["name"], subresource="status"),
+            WORKERPOOLS,
+            meta["namespace"],
+            meta["name"],
             {"status": {"phase": "Degraded", "conditions": conditions}},
+            status=True,
         )
         await self.api.post_event(body, reason="ApiRefused", message=message, warning=True)
 
@@ -162,7 +170,9 @@ class Reconciler:
         token = await self._ensure_token(pool)
         scheduler_ready = await self._ensure_scheduler(pool, scheduler_pod)
         await self._ensure_created(
-            core_path(pool.namespace, "services", naming.scheduler_name(pool.name)),
+            SERVICES,
+            pool.namespace,
+            naming.scheduler_name(pool.name),
             build_scheduler_service(pool),
         )
         pods = await self._worker_pods(pool)
@@ -194,26 +204,29 @@ class Reconciler:
                 f"scale-down waits: {scheduler_error}", delay=self.config.reconciling.retry_delay
             )
 
-    async def _ensure_created(self, path: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
-        existing = await self.api.get(path)
+    async def _ensure_created(
+        self, kind: Kind, namespace: str, name: str, manifest: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        existing = await self.api.get(kind, namespace, name)
         if existing is not None:
             return existing
-        collection = path.rsplit("/", 1)[0]
         try:
-            return await self.api.create(collection, manifest)
+            return await self.api.create(kind, namespace, manifest)
         except ApiError as exc:
             if exc.status != 409:
                 raise
             # Created between our GET and POST (another pass or a restarted operator).
-            found = await self.api.get(path)
+            found = await self.api.get(kind, namespace, name)
             if found is None:
                 raise
             return found
 
     async def _ensure_token(self, pool: PoolSpec) -> str:
-        path = core_path(pool.namespace, "secrets", naming.secret_name(pool.name))
         secret = await self._ensure_created(
-            path, build_token_secret(pool, secrets.token_urlsafe(32))
+            SECRETS,
+            pool.namespace,
+            naming.secret_name(pool.name),
+            build_token_secret(pool, secrets.token_urlsafe(32)),
         )
         encoded = (secret.get("data") or {}).get("token")
         if encoded is None:
@@ -224,19 +237,17 @@ class Reconciler:
         return base64.b64decode(encoded).decode()
 
     async def _ensure_scheduler(self, pool: PoolSpec, manifest: Mapping[str, Any]) -> bool:
-        path = core_path(pool.namespace, "pods", naming.scheduler_name(pool.name))
-        pod = await self._ensure_created(path, manifest)
+        name = naming.scheduler_name(pool.name)
+        pod = await self._ensure_created(PODS, pool.namespace, name, manifest)
         view = pod_view(pod)
         if view.finished and not view.deleting:
             # An evicted scheduler never comes back by itself; the next pass recreates it.
-            await self.api.delete(path, uid=pod["metadata"].get("uid"))
+            await self.api.delete(PODS, pool.namespace, name, uid=pod["metadata"].get("uid"))
             return False
         return view.ready and not view.deleting
 
     async def _worker_pods(self, pool: PoolSpec) -> list[dict[str, Any]]:
-        pods = await self.api.list(
-            core_path(pool.namespace, "pods"), naming.selector(pool.name, naming.WORKER)
-        )
+        pods = await self.api.list(PODS, pool.namespace, naming.selector(pool.name, naming.WORKER))
         # Only pods this WorkerPool controls (a same-named earlier pool's pods are not ours).
         return [
             p
@@ -256,11 +267,9 @@ class Reconciler:
         """Carry out the plan; the reason scale-down waits, if it does."""
         uids = {p["metadata"]["name"]: p["metadata"].get("uid") for p in pods}
         for name in step.delete_now:
-            await self.api.delete(core_path(pool.namespace, "pods", name), uid=uids.get(name))
+            await self.api.delete(PODS, pool.namespace, name, uid=uids.get(name))
         for _ in range(step.create_workers):
-            await self.api.create(
-                core_path(pool.namespace, "pods"), build_worker_pod(pool, self.config.pods)
-            )
+            await self.api.create(PODS, pool.namespace, build_worker_pod(pool, self.config.pods))
         if not step.retires:
             return None
         return await retire_surplus(
@@ -326,7 +335,7 @@ class Reconciler:
         if _already(previous, status):
             return  # nothing new: spare the API server a write
         await self.api.merge_patch(
-            pool_path(pool.namespace, pool.name, subresource="status"), {"status": status}
+            WORKERPOOLS, pool.namespace, pool.name, {"status": status}, status=True
         )
 
     async def _report_oom(

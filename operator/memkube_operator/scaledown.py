@@ -21,7 +21,7 @@ from typing import Any
 
 from memkube.errors import CommError, RetireError
 
-from .kube import KubeApi, core_path
+from .kube import PODS, KubeApi
 from .observe import pod_view
 from .plan import Plan
 from .scheduler_api import SchedulerClient
@@ -59,7 +59,7 @@ async def retire_surplus(
         if name not in uids:
             log.warning("scheduler retired %s, which is not a pod of %s", name, pool.name)
             continue
-        await api.delete(core_path(pool.namespace, "pods", name), uid=uids[name])
+        await api.delete(PODS, pool.namespace, name, uid=uids[name])
         await api.post_event(body, reason="Retired", message=f"retired worker {name}")
     return None
 
@@ -84,7 +84,7 @@ async def _force_delete(
     chosen = list(step.retire_names)
     chosen += [v.name for v in candidates if v.name not in chosen][: step.retire_count]
     for name in chosen:
-        await api.delete(core_path(pool.namespace, "pods", name))
+        await api.delete(PODS, pool.namespace, name)
     await api.post_event(
         body,
         reason="ForcedScaleDown",

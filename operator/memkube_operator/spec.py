@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal, cast
 
+from memkube.quantity import QuantityError, parse_bytes, parse_quantity
+
 from .crd import apply_defaults
-from .quantity import QuantityError, parse_bytes, parse_quantity
 
 Medium = Literal["Disk", "Memory", "PersistentVolume", "None"]
 MEDIA: tuple[Medium, ...] = ("Disk", "Memory", "PersistentVolume", "None")

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TypedDict
 
-from .quantity import floor_mebibytes, format_bytes, format_cpu
+from memkube.quantity import floor_mebibytes, format_bytes, format_cpu
+
 from .spec import WorkerSpec
 
 MIN_OVERHEAD = 256 * 2**20

@@ -1,4 +1,5 @@
-"""Fixtures for the chart tier: the chart rendered once per value set, by Helm itself.
+"""Fixtures for the chart tier: the chart rendered once per value set, by Helm itself,
+installed into the session's real API server.
 
 Every value set in chartcases.VALID and chartcases.INVALID goes through one child process
 (see helmrender.py), so the whole tier pays Helm's start-up once.
@@ -25,11 +26,12 @@ def _case(values: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def helm_results() -> dict[str, Any]:
-    """Lint plus every VALID and INVALID value set, rendered by Helm in one child process."""
+def helm_results(control_plane: Any) -> dict[str, Any]:
+    """Lint plus every VALID and INVALID value set, installed by Helm into the session's real
+    API server (and uninstalled again) in one child process."""
     names = [*VALID, *INVALID]
     cases = [_case(VALID[n]) for n in VALID] + [_case(INVALID[n][0]) for n in INVALID]
-    lint, *results = render_cases(CHART, cases, lint=True)
+    lint, *results = render_cases(CHART, cases, lint=True, plane=control_plane)
     return {"lint": lint["lint"], **dict(zip(names, results, strict=True))}
 
 

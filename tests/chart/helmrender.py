@@ -1,20 +1,22 @@
-"""Render and lint the chart with Helm's own Go library (helm-sdkpy), in a child process.
+"""Render, lint, install, upgrade and uninstall the chart with Helm's own Go library
+(helm-sdkpy), in a child process, against a real API server.
 
-helm-sdkpy has no `helm template`: rendering is an `Install` with the in-memory release
-driver against an API server, and the manifest comes back in the release. The API server is
-the project's Kubernetes API double (tests/support/apidouble) on 127.0.0.1, so every object
-is really created: CRDs from crds/ are registered, namespaced objects need their namespace.
-Schemaless stand-in CRDs let the kinds the double lacks (ServiceMonitor, PodMonitor,
-NetworkPolicy) be installed.
+helm-sdkpy has no `helm template`: rendering is an `Install` into a cluster, and the manifest
+comes back in the release. The cluster is the real control plane of tests/support/localkube
+(the session's, or a temporary one for charts/sync.py), with Helm's ordinary Secret release
+driver, so every object is really created and admitted by the real server: namespaced
+objects need their namespace, and each case is uninstalled (waiting) before the next.
+The WorkerPool CRD is already there (the control plane creates it; Helm skips an existing
+crds/ entry); schemaless stand-in CRDs let the Prometheus Operator's kinds (ServiceMonitor,
+PodMonitor) be installed.
 
-Why a child process: Helm reads `HELM_DRIVER` once, from the environment the process started
-with (a Go shared library snapshots it at load), so setting `os.environ` in pytest is too late;
-and the 120 MB Go library stays out of the test process.
+Why a child process: the 120 MB Go library stays out of the test process, and Helm reads its
+environment once when the library loads.
 
 Usage (what `render_cases` does for tests)::
 
-    echo '{"chart": "...", "cases": [{"release": "r", "namespace": "ns", "values": {}}]}' \
-        | HELM_DRIVER=memory python tests/chart/helmrender.py
+    echo '{"chart": "...", "kubeconfig": "...", "cases": [{"release": "r",
+           "namespace": "ns", "values": {}}]}' | python tests/chart/helmrender.py
 
 prints one JSON result per case: {"manifest": str, "notes": str} or {"error": str}, and
 {"lint": {...}} first when "lint": true is asked. `lifecycle` instead installs, upgrades and
@@ -26,30 +28,58 @@ Not covered: what the rendered objects mean; the tests check that.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-# Kinds the chart may render that the double may not serve: the Prometheus Operator's, and
-# NetworkPolicy (not among the double's built-ins yet).
+SUPPORT = HERE.parents[1] / "tests" / "support"
+if str(SUPPORT) not in sys.path:
+    sys.path.insert(0, str(SUPPORT))
+
+from localkube import ControlPlane
+from localkube.crds import WORKERPOOL_CRD
+
+# Kinds the chart may render that a bare cluster does not serve: the Prometheus Operator's.
 STAND_INS = [
     ("monitoring.coreos.com", "ServiceMonitor", "servicemonitors"),
     ("monitoring.coreos.com", "PodMonitor", "podmonitors"),
-    ("networking.k8s.io", "NetworkPolicy", "networkpolicies"),
 ]
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
-def run_child(request: dict[str, Any]) -> list[dict[str, Any]]:
-    """Run this module in a child with HELM_DRIVER=memory; its JSON lines, parsed."""
-    support = str(HERE.parents[1] / "tests" / "support")
-    path = os.pathsep.join(p for p in (support, os.environ.get("PYTHONPATH", "")) if p)
-    env = {**os.environ, "HELM_DRIVER": "memory", "KUBECONFIG": os.devnull, "PYTHONPATH": path}
+@contextlib.contextmanager
+def _cluster(plane: ControlPlane | None) -> Iterator[ControlPlane]:
+    """The given control plane, or a temporary one for the duration."""
+    if plane is not None:
+        yield plane
+        return
+    with tempfile.TemporaryDirectory(prefix="memkube-helm-") as tmp:
+        started = ControlPlane(Path(tmp), crds=(WORKERPOOL_CRD,)).start()
+        try:
+            yield started
+        finally:
+            started.stop()
+
+
+def run_child(request: dict[str, Any], plane: ControlPlane | None = None) -> list[dict[str, Any]]:
+    """Run this module in a child against ``plane`` (or a temporary control plane); its JSON
+    lines, parsed."""
+    with _cluster(plane) as cluster:
+        return _run_child({**request, "kubeconfig": str(cluster.kubeconfig)})
+
+
+def _run_child(request: dict[str, Any]) -> list[dict[str, Any]]:
+    path = os.pathsep.join(p for p in (str(SUPPORT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "KUBECONFIG": request["kubeconfig"], "PYTHONPATH": path}
+    env.pop("HELM_DRIVER", None)  # Helm's default: release Secrets in the real cluster
     proc = subprocess.run(
         [sys.executable, str(Path(__file__))],
         input=json.dumps(request),
@@ -64,21 +94,26 @@ def run_child(request: dict[str, Any]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 
 
-def lifecycle(chart: Path, plan: dict[str, Any]) -> dict[str, Any]:
+def lifecycle(
+    chart: Path, plan: dict[str, Any], plane: ControlPlane | None = None
+) -> dict[str, Any]:
     """Install, upgrade and uninstall one release (see _lifecycle); what was seen after each."""
-    (seen,) = run_child({"chart": str(chart), "lifecycle": plan, "cases": []})
+    (seen,) = run_child({"chart": str(chart), "lifecycle": plan, "cases": []}, plane)
     return seen
 
 
 def render_cases(
-    chart: Path, cases: list[dict[str, Any]], lint: bool = False
+    chart: Path,
+    cases: list[dict[str, Any]],
+    lint: bool = False,
+    plane: ControlPlane | None = None,
 ) -> list[dict[str, Any]]:
     """Render every case (and lint first if asked); one result per case."""
-    return run_child({"chart": str(chart), "cases": cases, "lint": lint})
+    return run_child({"chart": str(chart), "cases": cases, "lint": lint}, plane)
 
 
 def _stand_in_crd(group: str, kind: str, plural: str) -> dict[str, Any]:
-    """A kind the double does not serve, as a schemaless CRD: Helm can map and create it;
+    """A kind the cluster does not serve, as a schemaless CRD: Helm can map and create it;
     its fields are checked elsewhere (kubernetes-validate, or test_chart_render's schemas)."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -120,118 +155,136 @@ def _namespaces(case: dict[str, Any]) -> set[str]:
     return {n for n in named if isinstance(n, str) and DNS_LABEL.fullmatch(n)}
 
 
+def _admin(kubeconfig: str) -> Any:
+    """A :class:`localkube.Kube` from the admin kubeconfig a ControlPlane wrote."""
+    import yaml
+    from localkube import Kube
+
+    config = yaml.safe_load(Path(kubeconfig).read_text())
+    cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
+    return Kube(
+        cluster["server"],
+        Path(cluster["certificate-authority"]),
+        cert=(Path(user["client-certificate"]), Path(user["client-key"])),
+    )
+
+
+def _ensure(api: Any, obj: dict[str, Any]) -> None:
+    from localkube import KubeError
+
+    try:
+        api.create_object(obj)
+    except KubeError as exc:
+        if exc.status != 409:  # already there (an earlier case or test made it)
+            raise
+
+
 async def _child(request: dict[str, Any]) -> None:
     import helm_sdkpy
-    from apidouble import ApiDouble
 
-    chart = request["chart"]
+    chart, kubeconfig = request["chart"], request["kubeconfig"]
+    api = _admin(kubeconfig)
+    for group, kind, plural in STAND_INS:
+        _ensure(api, _stand_in_crd(group, kind, plural))
     if request.get("lifecycle"):
-        print(json.dumps(await _lifecycle(chart, request["lifecycle"])), flush=True)
+        print(
+            json.dumps(await _lifecycle(api, chart, kubeconfig, request["lifecycle"])), flush=True
+        )
         return
+    for case in request.get("uninstall") or []:
+        config = helm_sdkpy.Configuration(namespace=case["namespace"], kubeconfig=kubeconfig)
+        await helm_sdkpy.Uninstall(config).run(case["release"], wait=True, timeout=60)
     if request.get("lint"):
-        async with ApiDouble() as api:
-            config = helm_sdkpy.Configuration(kubeconfig=str(api.kubeconfig_path))
-            print(json.dumps({"lint": await helm_sdkpy.Lint(config).run(chart)}), flush=True)
+        config = helm_sdkpy.Configuration(kubeconfig=kubeconfig)
+        print(json.dumps({"lint": await helm_sdkpy.Lint(config).run(chart)}), flush=True)
     for case in request["cases"]:
-        # A fresh API per case: an install leaves its objects behind.
-        async with ApiDouble() as api:
-            served = {(rt.group, rt.plural) for rt in api.registry.types()}
-            for group, kind, plural in STAND_INS:
-                if (group, plural) not in served:
-                    api.create_object(_stand_in_crd(group, kind, plural))
-            for namespace in _namespaces(case):
-                api.create_object(
-                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
-                )
-            config = helm_sdkpy.Configuration(
-                namespace=case["namespace"], kubeconfig=str(api.kubeconfig_path)
+        for namespace in _namespaces(case):
+            _ensure(api, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        config = helm_sdkpy.Configuration(namespace=case["namespace"], kubeconfig=kubeconfig)
+        try:
+            release = await helm_sdkpy.Install(config).run(
+                case["release"],
+                chart,
+                values=case.get("values") or None,
+                wait=False,
+                timeout=60,
             )
-            try:
-                release = await helm_sdkpy.Install(config).run(
-                    case["release"],
-                    chart,
-                    values=case.get("values") or None,
-                    wait=False,
-                    timeout=60,
-                )
-            except helm_sdkpy.HelmError as exc:
-                print(json.dumps({"error": str(exc)}), flush=True)
-                continue
-            result = {
-                "manifest": release.get("manifest", ""),
-                "notes": (release.get("info") or {}).get("notes", ""),
-            }
-            print(json.dumps(result), flush=True)
+        except helm_sdkpy.HelmError as exc:
+            print(json.dumps({"error": str(exc)}), flush=True)
+            continue
+        if not case.get("keep"):
+            # The next case installs the same release name: leave nothing behind.
+            await helm_sdkpy.Uninstall(config).run(case["release"], wait=True, timeout=60)
+        result = {
+            "manifest": release.get("manifest", ""),
+            "notes": (release.get("info") or {}).get("notes", ""),
+        }
+        print(json.dumps(result), flush=True)
 
 
 def _rbac_names(api: Any) -> dict[str, list[str]]:
+    """The release's ClusterRoles and Roles (the cluster's own bootstrap roles left out)."""
     rbac = ("rbac.authorization.k8s.io", "v1")
+    helm = "app.kubernetes.io/managed-by=Helm"
     return {
-        "clusterroles": sorted(o["metadata"]["name"] for o in api.objects(*rbac, "clusterroles")),
+        "clusterroles": sorted(
+            o["metadata"]["name"] for o in api.objects(*rbac, "clusterroles", None, helm)
+        ),
         "roles": sorted(
             f"{o['metadata']['namespace']}/{o['metadata']['name']}"
-            for o in api.objects(*rbac, "roles")
+            for o in api.objects(*rbac, "roles", None, helm)
         ),
     }
 
 
-async def _lifecycle(chart: str, plan: dict[str, Any]) -> dict[str, Any]:
+async def _lifecycle(api: Any, chart: str, kubeconfig: str, plan: dict[str, Any]) -> dict[str, Any]:
     """install(values) -> upgrade(upgrade_values) -> uninstall, observing the API each time."""
     import helm_sdkpy
-    from apidouble import ApiDouble
 
     seen: dict[str, Any] = {}
-    async with ApiDouble() as api:
-        for namespace in plan["namespaces"]:
-            api.create_object(
-                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    for namespace in plan["namespaces"]:
+        _ensure(api, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    config = helm_sdkpy.Configuration(namespace=plan["namespace"], kubeconfig=kubeconfig)
+    release, deployment = plan["release"], ("apps", "v1", "deployments", plan["namespace"])
+    steps = [
+        (
+            "install",
+            lambda: helm_sdkpy.Install(config).run(
+                release, chart, values=plan["values"], wait=False
+            ),
+        ),
+        (
+            "upgrade",
+            lambda: helm_sdkpy.Upgrade(config).run(
+                release, chart, values=plan["upgrade_values"], wait=False
+            ),
+        ),
+        ("uninstall", lambda: helm_sdkpy.Uninstall(config).run(release, wait=True)),
+    ]
+    for step, action in steps:
+        try:
+            result = await action()
+        except helm_sdkpy.HelmError as exc:
+            seen[step] = {"error": str(exc)}
+            break
+        selector = f"app.kubernetes.io/instance={release}"
+        deployments = api.objects(*deployment, selector)
+        seen[step] = {
+            "status": (result.get("info") or {}).get("status", "") if step != "uninstall" else "",
+            "deployments": [o["metadata"]["name"] for o in deployments],
+            "args": [o["spec"]["template"]["spec"]["containers"][0]["args"] for o in deployments],
+            "crd": api.get_object(
+                "apiextensions.k8s.io",
+                "v1",
+                "customresourcedefinitions",
+                None,
+                "workerpools.memkube.dev",
             )
-        config = helm_sdkpy.Configuration(
-            namespace=plan["namespace"], kubeconfig=str(api.kubeconfig_path)
-        )
-        release, deployment = plan["release"], ("apps", "v1", "deployments", plan["namespace"])
-        steps = [
-            (
-                "install",
-                helm_sdkpy.Install(config).run(release, chart, values=plan["values"], wait=False),
-            ),
-            (
-                "upgrade",
-                helm_sdkpy.Upgrade(config).run(
-                    release, chart, values=plan["upgrade_values"], wait=False
-                ),
-            ),
-            ("uninstall", helm_sdkpy.Uninstall(config).run(release, wait=False)),
-        ]
-        for step, action in steps:
-            try:
-                result = await action
-            except helm_sdkpy.HelmError as exc:
-                seen[step] = {"error": str(exc)}
-                break
-            seen[step] = {
-                "status": (result.get("info") or {}).get("status", "")
-                if step != "uninstall"
-                else "",
-                "deployments": [o["metadata"]["name"] for o in api.objects(*deployment)],
-                "args": [
-                    o["spec"]["template"]["spec"]["containers"][0]["args"]
-                    for o in api.objects(*deployment)
-                ],
-                "crd": api.get_object(
-                    "apiextensions.k8s.io",
-                    "v1",
-                    "customresourcedefinitions",
-                    None,
-                    "workerpools.memkube.dev",
-                )
-                is not None,
-                **_rbac_names(api),
-            }
+            is not None,
+            **_rbac_names(api),
+        }
     return seen
 
 
 if __name__ == "__main__":
-    if os.environ.get("HELM_DRIVER") != "memory":
-        sys.exit("run with HELM_DRIVER=memory (see the module docstring)")
     asyncio.run(_child(json.load(sys.stdin)))

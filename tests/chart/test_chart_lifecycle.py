@@ -1,4 +1,4 @@
-"""A release's life with Helm's own library against the API double: install watching every
+"""A release's life with Helm's own library against the real API server: install watching every
 namespace, upgrade to watching one, uninstall. Upgrades must not trip over immutable fields
 (the Deployment's selector), RBAC must follow the watch mode, and the CRD must outlive the
 release (Helm never deletes crds/, so WorkerPools survive an uninstall)."""
@@ -13,7 +13,7 @@ from helmrender import lifecycle
 
 
 @pytest.fixture(scope="module")
-def seen() -> dict[str, Any]:
+def seen(control_plane: Any) -> dict[str, Any]:
     return lifecycle(
         CHART,
         {
@@ -23,6 +23,7 @@ def seen() -> dict[str, Any]:
             "values": {},
             "upgrade_values": {"watch": {"allNamespaces": False, "namespaces": ["team-a"]}},
         },
+        control_plane,
     )
 
 

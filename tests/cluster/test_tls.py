@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import shutil
 import ssl
-import subprocess
 from pathlib import Path
 
 import aiohttp
 import pytest
+from certs import make_certs
 from memkube import Client
 from memkube.memory import MemoryConfig
 from memkube.scheduler import Scheduler
@@ -17,22 +17,6 @@ from memkube.worker import Worker
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,
                                 reason="the openssl command is needed to make test certificates")
-
-
-def make_certs(directory: Path) -> TLSConfig:
-    """A CA and a certificate for 127.0.0.1 signed by it (openssl, as an operator would)."""
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=memkube-ca",
-        "-keyout", "ca.key", "-out", "ca.pem")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-        "-keyout", "pool.key", "-out", "pool.csr")
-    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    run("x509", "-req", "-in", "pool.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "1", "-extfile", "san.ext", "-out", "pool.pem")
-    return TLSConfig(cert=str(directory / "pool.pem"), key=str(directory / "pool.key"),
-                     ca=str(directory / "ca.pem"))
 
 
 async def test_pool_over_tls(tmp_path: Path) -> None:
@@ -62,6 +46,19 @@ async def test_pool_over_tls(tmp_path: Path) -> None:
                 with pytest.raises(aiohttp.ClientConnectorCertificateError):
                     async with session.get(url + "/health"):
                         pass
+                # trusting the CA is not enough: peers must present a certificate from it
                 trusting = ssl.create_default_context(cafile=tls.ca)
+                with pytest.raises(aiohttp.ClientError):
+                    async with session.get(url + "/health", ssl=trusting) as resp:
+                        await resp.read()
+                trusting.load_cert_chain(tls.cert, tls.key)
                 async with session.get(url + "/health", ssl=trusting) as resp:
                     assert resp.status == 200
+
+
+def test_a_ca_makes_the_server_require_client_certificates(tmp_path: Path) -> None:
+    tls = make_certs(tmp_path)
+    ctx = tls.server_context()
+    assert ctx is not None and ctx.verify_mode == ssl.CERT_REQUIRED
+    without_ca = TLSConfig(cert=tls.cert, key=tls.key).server_context()
+    assert without_ca is not None and without_ca.verify_mode == ssl.CERT_NONE

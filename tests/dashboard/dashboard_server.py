@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from memkube.dashboard import setup_dashboard
 from memkube.dashboard.metrics import metrics_response, render_scheduler_metrics
+from memkube.dashboard.sessions import Sessions
 from memkube.security import Auth
 
 TOKEN = "pool-token-0123456789abcdefghijklmnopqrstuv"
@@ -24,7 +25,8 @@ class Served:
     pool: Any  # the snapshot source: a ChangingPool, or any callable returning a snapshot
 
 
-def build_app(snapshot: Callable[[], dict[str, Any]], auth: Auth) -> web.Application:
+def build_app(snapshot: Callable[[], dict[str, Any]], auth: Auth,
+              sessions: Sessions | None = None) -> web.Application:
     """What the scheduler does: auth middleware, /api/v1/pool, /metrics, the dashboard."""
     app = web.Application(middlewares=[auth.middleware()])
 
@@ -40,15 +42,15 @@ def build_app(snapshot: Callable[[], dict[str, Any]], auth: Auth) -> web.Applica
     app.router.add_get("/api/v1/pool", pool)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", health)
-    setup_dashboard(app, snapshot, auth)
+    setup_dashboard(app, snapshot, auth, sessions)
     return app
 
 
 @asynccontextmanager
-async def serve(pool: Callable[[], dict[str, Any]],
-                auth: Auth | None = None) -> AsyncIterator[Served]:
+async def serve(pool: Callable[[], dict[str, Any]], auth: Auth | None = None,
+                sessions: Sessions | None = None) -> AsyncIterator[Served]:
     auth = auth or Auth(token=TOKEN, metrics_token=METRICS_TOKEN)
-    runner = web.AppRunner(build_app(pool, auth))  # access log on, as in production
+    runner = web.AppRunner(build_app(pool, auth, sessions))  # access log on, as in production
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

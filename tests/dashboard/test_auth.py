@@ -8,8 +8,10 @@ import aiohttp
 import pytest
 from dashboard_fakes import ChangingPool
 from dashboard_server import METRICS_TOKEN, TOKEN, Served, serve
-from memkube.security import SESSION_COOKIE, Auth, session_value
+from memkube.dashboard.sessions import Sessions
+from memkube.security import SESSION_COOKIE, Auth
 from prometheus_client.parser import text_string_to_metric_families
+from yarl import URL
 
 
 def jar() -> aiohttp.CookieJar:
@@ -44,8 +46,9 @@ async def test_login_sets_a_strict_session_cookie_that_opens_the_dashboard(serve
             assert r.status == 303
             assert r.headers["Location"] == "/dashboard/"
             header = r.headers["Set-Cookie"]
-        assert f"{SESSION_COOKIE}={session_value(TOKEN)}" in header
+        assert header.startswith(f"{SESSION_COOKIE}=")
         assert "HttpOnly" in header
+        assert "Max-Age=" in header
         assert "SameSite=Strict" in header
         assert TOKEN not in header
 
@@ -78,7 +81,7 @@ async def test_wrong_token_gets_the_form_again_and_no_cookie(served: Served) -> 
 
 
 async def test_a_forged_cookie_is_refused(served: Served) -> None:
-    cookies = {SESSION_COOKIE: session_value("some-other-pool")}
+    cookies = {SESSION_COOKIE: "a" * 43}
     async with aiohttp.ClientSession(cookies=cookies) as http, \
             http.get(served.url + "/dashboard/api/pool") as r:
         assert r.status == 401
@@ -114,6 +117,8 @@ async def test_token_never_appears_in_a_logged_line(
             assert r.status == 200 and r.url.path == "/dashboard/"
         async with http.get(served.url + "/dashboard/api/pool") as r:
             assert r.status == 200
+        cookies = [c.value for c in http.cookie_jar]
+        assert cookies
         async with http.post(served.url + "/dashboard/login", data={"token": TOKEN + "x"}) as r:
             assert r.status == 401
     async with aiohttp.ClientSession(headers=served.auth.headers()) as http, \
@@ -125,7 +130,8 @@ async def test_token_never_appears_in_a_logged_line(
     for record in caplog.records:
         message = record.getMessage()
         assert TOKEN not in message, message
-        assert session_value(TOKEN) not in message, message
+        for cookie in cookies:
+            assert cookie not in message, message
 
 
 async def test_token_in_a_query_string_is_not_accepted(served: Served) -> None:
@@ -159,3 +165,86 @@ async def test_pages_carry_a_strict_content_security_policy(served: Served) -> N
     assert "script-src 'self'" in policy and "unsafe-inline" not in policy
     assert "frame-ancestors 'none'" in policy
     assert "style-src 'sha256-" in login_policy and "unsafe-inline" not in login_policy
+
+
+async def _login(http: aiohttp.ClientSession, url: str) -> str:
+    async with http.post(url + "/dashboard/login", data={"token": TOKEN},
+                         allow_redirects=False) as r:
+        assert r.status == 303
+    return http.cookie_jar.filter_cookies(URL(url + "/dashboard/"))[SESSION_COOKIE].value
+
+
+async def test_sessions_are_random_and_never_derived_from_the_token(served: Served) -> None:
+    async with aiohttp.ClientSession(cookie_jar=jar()) as a, \
+            aiohttp.ClientSession(cookie_jar=jar()) as b:
+        first, second = await _login(a, served.url), await _login(b, served.url)
+    assert first != second
+    assert TOKEN not in first and len(first) >= 32
+
+
+async def test_logout_revokes_the_session_for_everyone_holding_it(served: Served) -> None:
+    async with aiohttp.ClientSession(cookie_jar=jar()) as http:
+        cookie = await _login(http, served.url)
+        async with http.post(served.url + "/dashboard/logout", allow_redirects=False) as r:
+            assert r.status == 303
+    # a copy of the cookie taken before the logout no longer works
+    async with aiohttp.ClientSession(cookies={SESSION_COOKIE: cookie}) as replay, \
+            replay.get(served.url + "/dashboard/api/pool") as r:
+        assert r.status == 401
+
+
+async def test_sessions_expire() -> None:
+    now = [1000.0]
+    sessions = Sessions(ttl=60.0, clock=lambda: now[0])
+    async with serve(ChangingPool(["w"]), sessions=sessions) as server, \
+            aiohttp.ClientSession(cookie_jar=jar()) as http:
+        await _login(http, server.url)
+        async with http.get(server.url + "/dashboard/api/pool") as r:
+            assert r.status == 200
+        now[0] += 61.0
+        async with http.get(server.url + "/dashboard/api/pool") as r:
+            assert r.status == 401
+    assert len(sessions) == 0  # expired sessions are dropped, not kept forever
+
+
+def test_the_session_store_is_bounded() -> None:
+    sessions = Sessions(ttl=3600.0, max_sessions=3)
+    values = [sessions.create() for _ in range(5)]
+    assert len(sessions) == 3
+    assert not sessions.valid(values[0]) and sessions.valid(values[-1])
+    assert not sessions.valid("caf\u00e9") and not sessions.valid("")
+
+
+async def test_the_cookie_opens_only_the_dashboards_own_reads(served: Served) -> None:
+    async with aiohttp.ClientSession(cookie_jar=jar()) as http:
+        await _login(http, served.url)
+        for path in ("/dashboard/", "/dashboard/api/pool", "/dashboard/static/dashboard.js"):
+            async with http.get(served.url + path, allow_redirects=False) as r:
+                assert r.status == 200, path
+        for path in ("/api/v1/pool", "/metrics"):
+            async with http.get(served.url + path, allow_redirects=False) as r:
+                assert r.status == 401, path
+
+
+async def test_a_foreign_origin_cannot_change_state(served: Served) -> None:
+    evil = {"Origin": "https://evil.example"}
+    async with aiohttp.ClientSession(cookie_jar=jar()) as http:
+        async with http.post(served.url + "/dashboard/login", data={"token": TOKEN},
+                             headers=evil, allow_redirects=False) as r:
+            assert r.status == 403
+            assert "Set-Cookie" not in r.headers
+        cookie = await _login(http, served.url)
+        async with http.post(served.url + "/dashboard/logout", headers=evil,
+                             allow_redirects=False) as r:
+            assert r.status == 403
+        async with http.get(served.url + "/dashboard/api/pool") as r:
+            assert r.status == 200  # not logged out by the foreign page
+        async with http.post(served.url + "/dashboard/logout",
+                             headers={"Origin": served.url}, allow_redirects=False) as r:
+            assert r.status == 303  # the dashboard's own page may
+    async with aiohttp.ClientSession(cookies={SESSION_COOKIE: cookie}) as replay, \
+            replay.get(served.url + "/dashboard/api/pool") as r:
+        assert r.status == 401
+    async with aiohttp.ClientSession(headers={**served.auth.headers(), **evil}) as http, \
+            http.post(served.url + "/dashboard/logout", allow_redirects=False) as r:
+        assert r.status == 403  # a bearer token does not make a foreign origin acceptable

@@ -15,12 +15,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from apidouble import ApiDouble
+from localkube import ControlPlane, Kube
 from memkube_operator.reconcile import Reconciler
 from opcases import example_body
 from opharness import (
+    ClusterApi,
     FakeScheduler,
-    apply_crd,
     operator_config,
     pool_token,
     running_operator,
@@ -34,15 +34,13 @@ def example() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def api() -> AsyncIterator[ApiDouble]:
-    """A fresh API double with the WorkerPool CRD stored."""
-    async with ApiDouble() as double:
-        apply_crd(double)
-        yield double
+def api(control_plane: ControlPlane, kube: Kube, workerpool_crd: str, namespace: str) -> ClusterApi:
+    """The session's real API server (WorkerPool CRD established), in a fresh namespace."""
+    return ClusterApi(kube, control_plane, namespace)
 
 
 @pytest.fixture
-async def scheduler(api: ApiDouble) -> AsyncIterator[FakeScheduler]:
+async def scheduler(api: ClusterApi) -> AsyncIterator[FakeScheduler]:
     """The fake scheduler of the pool named ``demo``."""
     fake = FakeScheduler(api, "demo", lambda: pool_token(api, "demo"))
     await fake.start()
@@ -51,7 +49,7 @@ async def scheduler(api: ApiDouble) -> AsyncIterator[FakeScheduler]:
 
 
 @pytest.fixture
-async def operator(api: ApiDouble, scheduler: FakeScheduler) -> AsyncIterator[Reconciler]:
+async def operator(api: ClusterApi, scheduler: FakeScheduler) -> AsyncIterator[Reconciler]:
     """The operator running in-process, every pool pointed at the fake scheduler."""
     config = operator_config(lambda ns, svc, port: scheduler.url)
     async with running_operator(api, config) as reconciler:

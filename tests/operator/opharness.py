@@ -1,10 +1,14 @@
-"""The operator running for real against the API double, plus a fake scheduler.
+"""The operator running for real against the real API server, plus a fake scheduler.
 
+:class:`ClusterApi` is the test's own access to the session's control plane
+(tests/support/localkube), scoped to the test's namespace (PodSecurity ``restricted``).
 :func:`running_operator` starts kopf in-process (``kopf.operator(standalone=True)``) with
-the operator's own registry and a login that points at an :class:`apidouble.ApiDouble`;
-the scheduler hook points every pool at :class:`FakeScheduler`, a small aiohttp server that
-follows the scheduler HTTP contract of docs/internals.md (token, ``/api/v1/pool``,
-``/api/v1/retire``, ``/api/v1/events``) over loopback.
+the operator's own registry, watching that namespace, logged in with the credentials the
+test chooses (admin by default); the scheduler hook points every pool at
+:class:`FakeScheduler`, a small aiohttp server that follows the scheduler HTTP contract of
+docs/internals.md (token, ``/api/v1/pool``, ``/api/v1/retire``, ``/api/v1/events``) over
+loopback. No node runs pods: :meth:`ClusterApi.mark_pods_ready` writes their status
+through the status subresource, as a kubelet would.
 """
 
 from __future__ import annotations
@@ -19,38 +23,79 @@ from typing import Any
 
 import kopf
 from aiohttp import web
-from apidouble import ApiDouble
-from memkube_operator.crd import CRD_PATH
+from localkube import ControlPlane, Kube
 from memkube_operator.handlers import build_registry
 from memkube_operator.reconcile import Reconciler
 from memkube_operator.settings import OperatorConfig, Reconciling, SchedulerAccess
 
 GROUP, VERSION, PLURAL = "memkube.dev", "v1alpha1", "workerpools"
-NS = "default"
 
 
-def worker_pods(api: ApiDouble, pool: str, namespace: str = NS) -> list[dict[str, Any]]:
-    """The pool's worker pods as the double stores them."""
-    return [
-        p
-        for p in api.objects("", "v1", "pods", namespace)
-        if p["metadata"].get("labels", {}).get("memkube.dev/pool") == pool
-        and p["metadata"]["labels"].get("app.kubernetes.io/component") == "worker"
-    ]
+class ClusterApi:
+    """Admin access to the real API server for one test, in its own namespace ``ns``.
+
+    Every method of :class:`localkube.Kube` is available; :meth:`create_object` puts
+    namespaced objects without a namespace into ``ns``."""
+
+    def __init__(self, kube: Kube, plane: ControlPlane, ns: str) -> None:
+        self.kube = kube
+        self.plane = plane
+        self.ns = ns
+        self.url = plane.server
+        self.kubeconfig_path = plane.kubeconfig
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.kube, name)
+
+    def create_object(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if obj["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole"):
+            obj = {**obj, "metadata": {"namespace": self.ns, **obj.get("metadata", {})}}
+        return self.kube.create_object(obj)
+
+    def login(self) -> kopf.ConnectionInfo:
+        """kopf's (and the operator's) credentials: the cluster's admin client certificate."""
+        pki = self.plane.pki
+        return kopf.ConnectionInfo(
+            server=self.url,
+            ca_path=str(pki.ca.cert),
+            certificate_path=str(pki.admin.cert),
+            private_key_path=str(pki.admin.key),
+            default_namespace=self.ns,
+        )
+
+    def scale(self, pool: str, replicas: int) -> dict[str, Any]:
+        """What ``kubectl scale`` does: a merge patch of the scale subresource."""
+        return self.kube.patch_object(
+            GROUP,
+            VERSION,
+            PLURAL,
+            self.ns,
+            pool,
+            {"spec": {"replicas": replicas}},
+            subresource="scale",
+        )
 
 
-def pool_status(api: ApiDouble, pool: str, namespace: str = NS) -> dict[str, Any]:
-    body = api.get_object(GROUP, VERSION, PLURAL, namespace, pool) or {}
+def worker_pods(api: ClusterApi, pool: str) -> list[dict[str, Any]]:
+    """The pool's worker pods as the API server has them."""
+    return api.objects(
+        "", "v1", "pods", api.ns, f"memkube.dev/pool={pool},app.kubernetes.io/component=worker"
+    )
+
+
+def pool_status(api: ClusterApi, pool: str) -> dict[str, Any]:
+    body = api.get_object(GROUP, VERSION, PLURAL, api.ns, pool) or {}
     return body.get("status") or {}
 
 
-def condition(api: ApiDouble, pool: str, kind: str) -> dict[str, Any]:
+def condition(api: ClusterApi, pool: str, kind: str) -> dict[str, Any]:
     return next((c for c in pool_status(api, pool).get("conditions", []) if c["type"] == kind), {})
 
 
-async def until(api: ApiDouble, check: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``check()`` holds, woken by every change in the double (no polling)."""
-    await api.wait_for("", "v1", "namespaces", None, NS, lambda _: check(), timeout=timeout)
+async def until(api: ClusterApi, check: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Wait until ``check()`` holds, re-checked on every watch event of the namespace's
+    pods and WorkerPools (see :meth:`localkube.Kube.until`)."""
+    await api.until_async(check, api.ns, timeout)
 
 
 def free_port() -> int:
@@ -64,7 +109,7 @@ def free_port() -> int:
 class FakeScheduler:
     """A scheduler HTTP API on 127.0.0.1 whose workers are the pool's ready pods."""
 
-    api: ApiDouble
+    api: ClusterApi
     pool: str
     token: Callable[[], str | None]
     refuse: bool = False
@@ -139,10 +184,10 @@ class FakeScheduler:
             await self._runner.cleanup()
 
 
-def pool_token(api: ApiDouble, pool: str) -> str | None:
+def pool_token(api: ClusterApi, pool: str) -> str | None:
     import base64
 
-    secret = api.get_object("", "v1", "secrets", NS, f"{pool}-token")
+    secret = api.get_object("", "v1", "secrets", api.ns, f"{pool}-token")
     if secret is None:
         return None
     return base64.b64decode(secret["data"]["token"]).decode()
@@ -159,16 +204,19 @@ def operator_config(
 
 
 @contextlib.asynccontextmanager
-async def running_operator(api: ApiDouble, config: OperatorConfig) -> AsyncIterator[Reconciler]:
-    """kopf with the operator's registry until the block ends.
+async def running_operator(
+    api: ClusterApi,
+    config: OperatorConfig,
+    login: Callable[[], kopf.ConnectionInfo] | None = None,
+) -> AsyncIterator[Reconciler]:
+    """kopf with the operator's registry, watching the test's namespace, until the block ends.
 
     kopf runs on its own event loop in a thread: when it stops it cancels every task created
     in its loop since it started, which in the test's loop would include the test itself.
+    ``login`` defaults to the admin's credentials.
     """
     reconcilers: list[Reconciler] = []
-
-    def login() -> kopf.ConnectionInfo:
-        return kopf.ConnectionInfo(server=api.url, scheme="Bearer", token="apidouble-token")
+    login = login or api.login
 
     stop, ready = threading.Event(), threading.Event()
     errors: list[BaseException] = []
@@ -179,7 +227,7 @@ async def running_operator(api: ApiDouble, config: OperatorConfig) -> AsyncItera
                 kopf.operator(
                     registry=build_registry(config, login=login, reconcilers=reconcilers),
                     standalone=True,
-                    clusterwide=True,
+                    namespaces=[api.ns],
                     stop_flag=stop,
                     ready_flag=ready,
                 )
@@ -190,7 +238,7 @@ async def running_operator(api: ApiDouble, config: OperatorConfig) -> AsyncItera
 
     thread = threading.Thread(target=run, name="kopf-operator", daemon=True)
     thread.start()
-    await asyncio.to_thread(ready.wait, 10)
+    await asyncio.to_thread(ready.wait, 30)
     if errors:
         raise errors[0]
     try:
@@ -201,7 +249,3 @@ async def running_operator(api: ApiDouble, config: OperatorConfig) -> AsyncItera
         assert not thread.is_alive(), "kopf did not stop"
         if errors:
             raise errors[0]
-
-
-def apply_crd(api: ApiDouble) -> None:
-    api.apply_manifests(CRD_PATH)

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 from kubernetes_validate import validate
+from memkube.quantity import parse_bytes
 from memkube_operator import naming
 from memkube_operator.builders import build_all, build_worker_pod
 from memkube_operator.builders.worker import worker_resources
-from memkube_operator.quantity import parse_bytes
 from memkube_operator.settings import PodDefaults
 from memkube_operator.spec import parse_pool
 from opcases import pool_body

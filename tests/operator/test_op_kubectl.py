@@ -1,16 +1,16 @@
-"""kubectl against the API double, the way a user drives the operator."""
+"""kubectl (the pinned build, hack/versions.env) against the real API server, the way a user
+drives the operator: apply, get (printer columns), scale (scale subresource), delete
+(garbage collection). Pod readiness is written by the test, as a kubelet would."""
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 
-import pytest
-from apidouble import ApiDouble
+from localkube import ensure
 from memkube_operator.crd import CRD_PATH
 from opcases import EXAMPLE
 from opharness import (
-    NS,
+    ClusterApi,
     FakeScheduler,
     operator_config,
     pool_status,
@@ -20,25 +20,25 @@ from opharness import (
     worker_pods,
 )
 
-pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not on PATH")
 
-
-async def kubectl(api: ApiDouble, *args: str) -> str:
-    """Run kubectl without blocking the loop the double serves on."""
+async def kubectl(api: ClusterApi, *args: str) -> str:
+    """Run kubectl in the test's namespace without blocking the loop."""
     process = await asyncio.create_subprocess_exec(
-        "kubectl",
+        str(ensure(build=False).path("kubectl")),
         "--kubeconfig",
         str(api.kubeconfig_path),
+        "--namespace",
+        api.ns,
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
+    out, err = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode == 0, f"kubectl {' '.join(args)}: {err.decode()}"
     return out.decode()
 
 
-def live(api: ApiDouble) -> list[str]:
+def live(api: ClusterApi) -> list[str]:
     return [
         p["metadata"]["name"]
         for p in worker_pods(api, "etl")
@@ -46,18 +46,18 @@ def live(api: ApiDouble) -> list[str]:
     ]
 
 
-async def test_apply_get_scale_delete_with_kubectl() -> None:
-    async with ApiDouble() as api:
+async def test_apply_get_scale_delete_with_kubectl(api: ClusterApi) -> None:
+    if True:
         scheduler = FakeScheduler(api, "etl", lambda: pool_token(api, "etl"))
         await scheduler.start()
         try:
-            out = await kubectl(api, "apply", "-f", str(CRD_PATH))
-            assert "workerpools.memkube.dev created" in out
+            out = await kubectl(api, "apply", "-f", str(CRD_PATH))  # the session created it
+            assert "customresourcedefinition.apiextensions.k8s.io/workerpools.memkube.dev" in out
             async with running_operator(api, operator_config(lambda *_: scheduler.url)):
                 out = await kubectl(api, "apply", "-f", str(EXAMPLE))
                 assert "workerpool.memkube.dev/etl created" in out
                 await until(api, lambda: len(live(api)) == 4)
-                api.mark_pods_ready(NS)
+                api.mark_pods_ready(api.ns)
                 await until(api, lambda: pool_status(api, "etl").get("phase") == "Running")
 
                 table = (await kubectl(api, "get", "wp")).splitlines()
@@ -83,7 +83,14 @@ async def test_apply_get_scale_delete_with_kubectl() -> None:
 
                 out = await kubectl(api, "delete", "-f", str(EXAMPLE))
                 assert "deleted" in out
-                await until(api, lambda: api.objects("", "v1", "pods", NS) == [])
-                assert api.get_object("", "v1", "secrets", NS, "etl-token") is None
+                # The garbage collector removes the children through their ownerReferences.
+                await until(
+                    api,
+                    lambda: (
+                        api.objects("", "v1", "pods", api.ns) == []
+                        and api.get_object("", "v1", "secrets", api.ns, "etl-token") is None
+                    ),
+                    timeout=60,
+                )
         finally:
             await scheduler.stop()

@@ -1,20 +1,21 @@
-"""The operator running for real (kopf in-process) against the API double."""
+"""The operator running for real (kopf in-process) against the real API server.
+
+Pods do not run (no nodes): where a scenario needs a pod ready or OOM-killed, the test
+writes that status through the pods' status subresource, as a kubelet would."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
-from apidouble import ApiDouble
 from memkube_operator.builders import build_token_secret, build_worker_pod
 from memkube_operator.reconcile import Reconciler
 from memkube_operator.settings import PodDefaults
 from memkube_operator.spec import parse_pool
 from opharness import (
     GROUP,
-    NS,
     PLURAL,
     VERSION,
+    ClusterApi,
     FakeScheduler,
     condition,
     free_port,
@@ -31,12 +32,12 @@ def workerpool(name: str = "demo", **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "WorkerPool",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name},
         "spec": {"replicas": 3, "worker": {"memoryLimit": "1Gi", "spill": {"size": "1Gi"}}, **spec},
     }
 
 
-def live(api: ApiDouble, pool: str = "demo") -> list[str]:
+def live(api: ClusterApi, pool: str = "demo") -> list[str]:
     return sorted(
         p["metadata"]["name"]
         for p in worker_pods(api, pool)
@@ -44,11 +45,11 @@ def live(api: ApiDouble, pool: str = "demo") -> list[str]:
     )
 
 
-async def ready_pool(api: ApiDouble, replicas: int = 3) -> None:
+async def ready_pool(api: ClusterApi, replicas: int = 3) -> None:
     """Create ``demo`` and play kubelet until the operator reports it ready."""
     api.create_object(workerpool(replicas=replicas))
     await until(api, lambda: len(live(api)) == replicas)
-    api.mark_pods_ready(NS)
+    api.mark_pods_ready(api.ns)
     await until(
         api,
         lambda: (
@@ -58,11 +59,11 @@ async def ready_pool(api: ApiDouble, replicas: int = 3) -> None:
     )
 
 
-async def test_create_builds_every_child(api: ApiDouble, operator: Reconciler) -> None:
+async def test_create_builds_every_child(api: ClusterApi, operator: Reconciler) -> None:
     await ready_pool(api)
-    assert api.get_object("", "v1", "secrets", NS, "demo-token") is not None
-    assert api.get_object("", "v1", "services", NS, "demo-scheduler") is not None
-    assert api.get_object("", "v1", "pods", NS, "demo-scheduler") is not None
+    assert api.get_object("", "v1", "secrets", api.ns, "demo-token") is not None
+    assert api.get_object("", "v1", "services", api.ns, "demo-scheduler") is not None
+    assert api.get_object("", "v1", "pods", api.ns, "demo-scheduler") is not None
     status = pool_status(api, "demo")
     assert status["phase"] == "Running"
     assert status["derived"]["podMemory"] == "1280Mi"
@@ -70,36 +71,27 @@ async def test_create_builds_every_child(api: ApiDouble, operator: Reconciler) -
     assert status["selector"] == "memkube.dev/pool=demo,app.kubernetes.io/component=worker"
 
 
-def events(api: ApiDouble, reason: str) -> list[dict[str, Any]]:
-    return [e for e in api.objects("", "v1", "events", NS) if e.get("reason") == reason]
+def events(api: ClusterApi, reason: str) -> list[dict[str, Any]]:
+    return [e for e in api.objects("", "v1", "events", api.ns) if e.get("reason") == reason]
 
 
-async def scale(api: ApiDouble, replicas: int, pool: str = "demo") -> None:
-    """What `kubectl scale` does: a merge patch of the scale subresource, over HTTP."""
-    url = f"{api.url}/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}/{pool}/scale"
-    async with (
-        aiohttp.ClientSession() as session,
-        session.patch(
-            url,
-            json={"spec": {"replicas": replicas}},
-            headers={"Content-Type": "application/merge-patch+json"},
-        ) as response,
-    ):
-        assert response.status == 200, await response.text()
+async def scale(api: ClusterApi, replicas: int, pool: str = "demo") -> None:
+    """What `kubectl scale` does: a merge patch of the scale subresource."""
+    api.scale(pool, replicas)
 
 
-async def test_pods_deleted_by_hand_come_back(api: ApiDouble, operator: Reconciler) -> None:
+async def test_pods_deleted_by_hand_come_back(api: ClusterApi, operator: Reconciler) -> None:
     await ready_pool(api)
     victim = live(api)[0]
-    api.delete_object("", "v1", "pods", NS, victim)
+    api.delete_object("", "v1", "pods", api.ns, victim)
     await until(api, lambda: len(live(api)) == 3 and victim not in live(api))
-    scheduler = api.get_object("", "v1", "pods", NS, "demo-scheduler")
+    scheduler = api.get_object("", "v1", "pods", api.ns, "demo-scheduler")
     assert scheduler is not None
-    api.delete_object("", "v1", "pods", NS, "demo-scheduler")
+    api.delete_object("", "v1", "pods", api.ns, "demo-scheduler")
     await until(
         api,
         lambda: (
-            (api.get_object("", "v1", "pods", NS, "demo-scheduler") or {})
+            (api.get_object("", "v1", "pods", api.ns, "demo-scheduler") or {})
             .get("metadata", {})
             .get("uid")
             not in (None, scheduler["metadata"]["uid"])
@@ -107,7 +99,7 @@ async def test_pods_deleted_by_hand_come_back(api: ApiDouble, operator: Reconcil
     )
 
 
-async def test_scale_up_creates_pods(api: ApiDouble, operator: Reconciler) -> None:
+async def test_scale_up_creates_pods(api: ClusterApi, operator: Reconciler) -> None:
     await ready_pool(api, replicas=2)
     await scale(api, 5)
     await until(api, lambda: len(live(api)) == 5)
@@ -116,7 +108,7 @@ async def test_scale_up_creates_pods(api: ApiDouble, operator: Reconciler) -> No
 
 
 async def test_scale_down_deletes_exactly_the_retired_pods(
-    api: ApiDouble, operator: Reconciler, scheduler: FakeScheduler
+    api: ClusterApi, operator: Reconciler, scheduler: FakeScheduler
 ) -> None:
     await ready_pool(api, replicas=4)
     before = live(api)
@@ -129,7 +121,7 @@ async def test_scale_down_deletes_exactly_the_retired_pods(
     await until(api, lambda: pool_status(api, "demo").get("replicas") == 2)
 
 
-async def test_scale_down_waits_while_the_scheduler_is_unreachable(api: ApiDouble) -> None:
+async def test_scale_down_waits_while_the_scheduler_is_unreachable(api: ClusterApi) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
     async with running_operator(api, operator_config(lambda *_: closed)):
         await ready_pool(api, replicas=3)
@@ -144,19 +136,19 @@ async def test_scale_down_waits_while_the_scheduler_is_unreachable(api: ApiDoubl
         assert "nothing deleted" in condition(api, "demo", "Progressing")["message"]
 
 
-async def test_force_timeout_deletes_unretired_pods_when_opted_in(api: ApiDouble) -> None:
+async def test_force_timeout_deletes_unretired_pods_when_opted_in(api: ClusterApi) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
     async with running_operator(api, operator_config(lambda *_: closed)):
         api.create_object(workerpool(replicas=3, scaleDown={"forceAfterSeconds": 1}))
         await until(api, lambda: len(live(api)) == 3)
-        api.mark_pods_ready(NS)
+        api.mark_pods_ready(api.ns)
         await scale(api, 1)
         await until(api, lambda: len(live(api)) == 1, timeout=15)
         await until(api, lambda: len(events(api, "ForcedScaleDown")) == 1)
 
 
 async def test_refused_retirement_deletes_nothing(
-    api: ApiDouble, operator: Reconciler, scheduler: FakeScheduler
+    api: ClusterApi, operator: Reconciler, scheduler: FakeScheduler
 ) -> None:
     await ready_pool(api, replicas=3)
     scheduler.refuse = True
@@ -170,18 +162,18 @@ async def test_refused_retirement_deletes_nothing(
 
 
 async def test_spec_change_rolls_pods_one_by_one_through_retirement(
-    api: ApiDouble, operator: Reconciler, scheduler: FakeScheduler
+    api: ClusterApi, operator: Reconciler, scheduler: FakeScheduler
 ) -> None:
     await ready_pool(api, replicas=3)
     old = set(live(api))
     api.patch_object(
-        GROUP, VERSION, PLURAL, NS, "demo", {"spec": {"worker": {"memoryLimit": "2Gi"}}}
+        GROUP, VERSION, PLURAL, api.ns, "demo", {"spec": {"worker": {"memoryLimit": "2Gi"}}}
     )
     seen_max = 0
 
     def rolled() -> bool:
         nonlocal seen_max
-        api.mark_pods_ready(NS)  # play kubelet: new pods become ready as they appear
+        api.mark_pods_ready(api.ns)  # play kubelet: new pods become ready as they appear
         seen_max = max(seen_max, len(live(api)))
         return not (set(live(api)) & old) and len(live(api)) == 3
 
@@ -196,7 +188,7 @@ async def test_spec_change_rolls_pods_one_by_one_through_retirement(
 
 
 async def test_invalid_spec_is_a_condition_and_an_event_not_a_half_built_pool(
-    api: ApiDouble, operator: Reconciler
+    api: ClusterApi, operator: Reconciler
 ) -> None:
     api.create_object(workerpool(worker={"memoryLimit": "1Mi"}))
     await until(api, lambda: pool_status(api, "demo").get("phase") == "Invalid")
@@ -204,34 +196,34 @@ async def test_invalid_spec_is_a_condition_and_an_event_not_a_half_built_pool(
     assert degraded["reason"] == "InvalidSpec"
     assert degraded["message"].startswith("spec.worker.memoryLimit")
     await until(api, lambda: len(events(api, "InvalidSpec")) == 1)
-    assert api.objects("", "v1", "pods", NS) == []
-    assert api.get_object("", "v1", "secrets", NS, "demo-token") is None
+    assert api.objects("", "v1", "pods", api.ns) == []
+    assert api.get_object("", "v1", "secrets", api.ns, "demo-token") is None
 
 
-async def test_invalid_update_keeps_the_running_pool(api: ApiDouble, operator: Reconciler) -> None:
+async def test_invalid_update_keeps_the_running_pool(api: ClusterApi, operator: Reconciler) -> None:
     await ready_pool(api, replicas=2)
     before = live(api)
     api.patch_object(
         GROUP,
         VERSION,
         PLURAL,
-        NS,
+        api.ns,
         "demo",
         {"spec": {"worker": {"env": [{"name": "POD_NAME", "value": "x"}]}}},
     )
     await until(api, lambda: pool_status(api, "demo").get("phase") == "Invalid")
     assert "spec.worker.env[0].name" in condition(api, "demo", "Degraded")["message"]
     assert live(api) == before
-    api.patch_object(GROUP, VERSION, PLURAL, NS, "demo", {"spec": {"worker": {"env": []}}})
+    api.patch_object(GROUP, VERSION, PLURAL, api.ns, "demo", {"spec": {"worker": {"env": []}}})
     await until(api, lambda: pool_status(api, "demo").get("phase") not in (None, "Invalid"))
 
 
 async def test_oom_kills_are_counted_once_reported_and_evented(
-    api: ApiDouble, operator: Reconciler, scheduler: FakeScheduler
+    api: ClusterApi, operator: Reconciler, scheduler: FakeScheduler
 ) -> None:
     await ready_pool(api, replicas=2)
     victim = live(api)[0]
-    api.set_oom_killed(NS, victim)
+    api.set_oom_killed(api.ns, victim)
     await until(api, lambda: pool_status(api, "demo").get("oomKills") == 1)
     await until(api, lambda: len(scheduler.reports) == 1)
     assert scheduler.reports[0]["kind"] == "oom-kill"
@@ -239,9 +231,9 @@ async def test_oom_kills_are_counted_once_reported_and_evented(
     assert condition(api, "demo", "Degraded")["reason"] == "OOMKilled"
     # More passes (a pod replaced by hand) must not count the same kill again.
     other = live(api)[1]
-    api.delete_object("", "v1", "pods", NS, other)
+    api.delete_object("", "v1", "pods", api.ns, other)
     await until(api, lambda: len(live(api)) == 2 and other not in live(api))
-    api.mark_pods_ready(NS)
+    api.mark_pods_ready(api.ns)
     await until(
         api,
         lambda: (
@@ -251,21 +243,29 @@ async def test_oom_kills_are_counted_once_reported_and_evented(
     )
     assert pool_status(api, "demo")["oomKills"] == 1
     assert len(events(api, "OOMKilled")) == 1
-    api.set_oom_killed(NS, victim)
+    api.set_oom_killed(api.ns, victim)
     await until(api, lambda: pool_status(api, "demo").get("oomKills") == 2)
 
 
-async def test_deleting_the_pool_removes_every_child(api: ApiDouble, operator: Reconciler) -> None:
+async def test_deleting_the_pool_removes_every_child(api: ClusterApi, operator: Reconciler) -> None:
     await ready_pool(api, replicas=2)
-    api.delete_object(GROUP, VERSION, PLURAL, NS, "demo")
-    await until(api, lambda: api.get_object(GROUP, VERSION, PLURAL, NS, "demo") is None)
-    assert api.objects("", "v1", "pods", NS) == []
-    assert api.get_object("", "v1", "services", NS, "demo-scheduler") is None
-    assert api.get_object("", "v1", "secrets", NS, "demo-token") is None
+    api.delete_object(GROUP, VERSION, PLURAL, api.ns, "demo")
+    await until(api, lambda: api.get_object(GROUP, VERSION, PLURAL, api.ns, "demo") is None)
+    # The operator deletes nothing itself: kube-controller-manager's garbage collector
+    # removes every child through its ownerReference, in the background.
+    await until(
+        api,
+        lambda: (
+            api.objects("", "v1", "pods", api.ns) == []
+            and api.get_object("", "v1", "services", api.ns, "demo-scheduler") is None
+            and api.get_object("", "v1", "secrets", api.ns, "demo-token") is None
+        ),
+        timeout=60,
+    )
 
 
 async def test_an_operator_restarted_halfway_finishes_without_duplicates(
-    api: ApiDouble, scheduler: FakeScheduler
+    api: ClusterApi, scheduler: FakeScheduler
 ) -> None:
     # The state a crashed operator left: the pool, its Secret and one of three workers.
     body = api.create_object(workerpool(replicas=3))
@@ -278,44 +278,44 @@ async def test_an_operator_restarted_halfway_finishes_without_duplicates(
     # Stopped again partway (one pod per pass); a new operator takes over.
     async with running_operator(api, operator_config(lambda *_: scheduler.url)):
         await until(api, lambda: len(live(api)) == 3)
-        api.mark_pods_ready(NS)
+        api.mark_pods_ready(api.ns)
         await until(api, lambda: condition(api, "demo", "Ready").get("status") == "True")
         assert len(live(api)) == 3
     assert pool_token(api, "demo") == "token-from-before"
     schedulers = [
         p
-        for p in api.objects("", "v1", "pods", NS)
+        for p in api.objects("", "v1", "pods", api.ns)
         if p["metadata"]["labels"]["app.kubernetes.io/component"] == "scheduler"
     ]
     assert len(schedulers) == 1
 
 
 async def test_a_foreign_secret_without_a_token_is_reported_not_overwritten(
-    api: ApiDouble, operator: Reconciler
+    api: ClusterApi, operator: Reconciler
 ) -> None:
     api.create_object(
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "demo-token", "namespace": NS},
+            "metadata": {"name": "demo-token"},
             "data": {"other": "eA=="},
         }
     )
     api.create_object(workerpool())
     await until(api, lambda: pool_status(api, "demo").get("phase") == "Invalid")
     assert condition(api, "demo", "Degraded")["message"].startswith("Secret/demo-token")
-    assert api.objects("", "v1", "pods", NS) == []
-    secret = api.get_object("", "v1", "secrets", NS, "demo-token")
+    assert api.objects("", "v1", "pods", api.ns) == []
+    secret = api.get_object("", "v1", "secrets", api.ns, "demo-token")
     assert secret is not None and secret["data"] == {"other": "eA=="}
 
 
 async def test_fixing_the_image_of_a_pool_that_never_started_replaces_its_pods(
-    api: ApiDouble, operator: Reconciler
+    api: ClusterApi, operator: Reconciler
 ) -> None:
     api.create_object(workerpool(replicas=2, image="registry.example/typo:1"))
     await until(api, lambda: len(live(api)) == 2)  # never ready: the image does not exist
     api.patch_object(
-        GROUP, VERSION, PLURAL, NS, "demo", {"spec": {"image": "registry.example/memkube:1"}}
+        GROUP, VERSION, PLURAL, api.ns, "demo", {"spec": {"image": "registry.example/memkube:1"}}
     )
 
     def images() -> set[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
-from memkube_operator.quantity import (
+from memkube.quantity import (
     QuantityError,
     format_bytes,
     format_cpu,

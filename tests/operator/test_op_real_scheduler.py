@@ -1,9 +1,9 @@
 """Scale-down and rolling updates through the real retirement protocol: a real
 `memkube scheduler` process and real `memkube worker` processes named as the pods.
 
-The API double plays the API server; :class:`ProcessKubelet` plays the kubelet: for every
-worker pod the operator creates it starts a `memkube worker --name <pod>` process and
-marks the pod ready once it has joined, and it stops the process of a deleted pod
+The real API server (no nodes) holds the pods; :class:`ProcessKubelet` plays the kubelet:
+for every worker pod the operator creates it starts a `memkube worker --name <pod>` process
+and writes the pod's status Ready through the status subresource once it has joined, and it stops the process of a deleted pod
 (recording whether the process had already exited by itself, as a retired worker does).
 The operator reaches the scheduler on 127.0.0.1 through its settings hook.
 """
@@ -13,21 +13,21 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Self
 
 import aiohttp
 import pytest
-from apidouble import ApiDouble
 from memkube.client import Client
 from memkube_operator.builders import build_token_secret
 from memkube_operator.spec import parse_pool
 from opharness import (
     GROUP,
-    NS,
     PLURAL,
     VERSION,
+    ClusterApi,
     free_port,
     operator_config,
     pool_status,
@@ -74,7 +74,7 @@ async def _start(*args: str, banner: str) -> asyncio.subprocess.Process:
 class ProcessKubelet:
     """Runs one real worker process per live worker pod of ``demo``."""
 
-    def __init__(self, api: ApiDouble, address: str) -> None:
+    def __init__(self, api: ClusterApi, address: str) -> None:
         self.api, self.address = api, address
         self.processes: dict[str, asyncio.subprocess.Process] = {}
         self.exited_before_deletion: set[str] = set()
@@ -83,16 +83,22 @@ class ProcessKubelet:
         self._loop = asyncio.get_running_loop()
         self._task: asyncio.Task[None] | None = None
 
-    def _on_change(self, _: object) -> None:
+    def _on_change(self) -> None:
         self._loop.call_soon_threadsafe(self._changed.set)
 
     async def __aenter__(self) -> Self:
-        self.api.registry.store.subscribe(self._on_change)
+        self._stop_watch = threading.Event()
+        self._watcher = threading.Thread(
+            target=self.api.watch,
+            args=(("", "v1", "pods"), self.api.ns, self._on_change, self._stop_watch),
+            daemon=True,
+        )
+        self._watcher.start()
         self._task = asyncio.create_task(self._run())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.api.registry.store.unsubscribe(self._on_change)
+        self._stop_watch.set()
         assert self._task is not None
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
@@ -128,7 +134,7 @@ class ProcessKubelet:
             for name in set(self.processes) - live - self.killed:
                 await self._stop(name)
             if started:
-                self.api.mark_pods_ready(NS)
+                await asyncio.to_thread(self.api.mark_pods_ready, self.api.ns)
             await self._changed.wait()
 
     async def _stop(self, name: str) -> None:
@@ -162,13 +168,13 @@ async def scheduler_port() -> AsyncIterator[int]:
 
 
 @pytest.fixture
-async def pool(api: ApiDouble, scheduler_port: int) -> AsyncIterator[ProcessKubelet]:
+async def pool(api: ClusterApi, scheduler_port: int) -> AsyncIterator[ProcessKubelet]:
     """Pool ``demo`` of 3 real workers, reconciled by the operator, all ready."""
     body = api.create_object(
         {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "WorkerPool",
-            "metadata": {"name": "demo", "namespace": NS},
+            "metadata": {"name": "demo"},
             "spec": {"replicas": 3, "worker": {"memoryLimit": "256Mi", "spill": {"size": "256Mi"}}},
         }
     )
@@ -195,7 +201,7 @@ async def _snapshot(port: int) -> dict[str, Any]:
         return snapshot
 
 
-def _live(api: ApiDouble) -> set[str]:
+def _live(api: ClusterApi) -> set[str]:
     return {
         p["metadata"]["name"]
         for p in worker_pods(api, "demo")
@@ -220,12 +226,12 @@ async def _assert_only_retirements(port: int, retired: set[str]) -> None:
 
 
 async def test_scale_down_deletes_exactly_the_retired_pods_and_loses_no_data(
-    api: ApiDouble, scheduler_port: int, pool: ProcessKubelet
+    api: ClusterApi, scheduler_port: int, pool: ProcessKubelet
 ) -> None:
     before = _live(api)
     client, futures, values = await _scatter(scheduler_port)
     try:
-        api.patch_object(GROUP, VERSION, PLURAL, NS, "demo", {"spec": {"replicas": 1}})
+        api.patch_object(GROUP, VERSION, PLURAL, api.ns, "demo", {"spec": {"replicas": 1}})
         await until(api, lambda: len(_live(api)) == 1, timeout=60)
         gone = before - _live(api)
         await until(api, lambda: pool.killed >= gone, timeout=30)
@@ -241,13 +247,13 @@ async def test_scale_down_deletes_exactly_the_retired_pods_and_loses_no_data(
 
 
 async def test_rolling_update_moves_data_off_each_old_worker(
-    api: ApiDouble, scheduler_port: int, pool: ProcessKubelet
+    api: ClusterApi, scheduler_port: int, pool: ProcessKubelet
 ) -> None:
     old = _live(api)
     client, futures, values = await _scatter(scheduler_port)
     try:
         api.patch_object(
-            GROUP, VERSION, PLURAL, NS, "demo", {"spec": {"worker": {"memoryLimit": "300Mi"}}}
+            GROUP, VERSION, PLURAL, api.ns, "demo", {"spec": {"worker": {"memoryLimit": "300Mi"}}}
         )
         await until(api, lambda: not (_live(api) & old) and len(_live(api)) == 3, timeout=120)
         await until(api, lambda: pool.killed >= old, timeout=30)

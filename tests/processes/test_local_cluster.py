@@ -151,7 +151,7 @@ def test_cli_help(argv: list[str]) -> None:
 def test_cli_rejects_nonsense_memory_limit() -> None:
     out = subprocess.run([sys.executable, "-m", "memkube", "worker", "tcp://127.0.0.1:1",
                           "--memory-limit", "4XB"], capture_output=True, text=True, timeout=30,
-                         check=False)
+                         check=False, env={**os.environ, "MEMKUBE_TOKEN": "t0ken"})
     assert out.returncode == 2
     assert "4XB" in out.stderr
 

@@ -42,9 +42,10 @@ class Pool:
 async def inprocess_pool(spill_root: Path, *, workers: int = 2, threads: int = 1,
                          memory_limit: str = "1GiB", replication_factor: int = 1,
                          client_grace: float = 10.0, worker_saturation: float = 1.1,
-                         nodes: dict[int, str] | None = None) -> AsyncIterator[Pool]:
+                         nodes: dict[int, str] | None = None,
+                         metrics_token: str | None = None) -> AsyncIterator[Pool]:
     token = new_token()
-    auth = Auth(token)
+    auth = Auth(token, metrics_token)
     scheduler = Scheduler(host="127.0.0.1", port=0, auth=auth,
                           replication_factor=replication_factor, client_grace=client_grace,
                           worker_saturation=worker_saturation)

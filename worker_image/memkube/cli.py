@@ -21,13 +21,18 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from .errors import MemkubeError
-from .security import Auth, TLSConfig, new_token, token_from_env
+from .security import Auth, TLSConfig, auth_from_options, new_token
 
 log = logging.getLogger("memkube")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", help="pool token (default: $MEMKUBE_TOKEN)")
+    p.add_argument("--metrics-token", help="read-only token for /metrics scrapers "
+                                           "(default: $MEMKUBE_METRICS_TOKEN)")
+    p.add_argument("--insecure-no-token", action="store_true",
+                   help="run with no token at all, every endpoint open: anyone who can reach "
+                        "the port runs code (also $MEMKUBE_INSECURE_NO_TOKEN=1); tests only")
     p.add_argument("--tls-cert", help="TLS certificate (PEM)")
     p.add_argument("--tls-key", help="TLS private key (PEM)")
     p.add_argument("--tls-ca", help="CA bundle that peers' certificates must chain to")
@@ -42,8 +47,6 @@ def scheduler_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="copies kept of client-held and scattered data")
     p.add_argument("--worker-timeout", type=float, default=30.0,
                    help="seconds without heartbeat before a worker is declared lost")
-    p.add_argument("--metrics-token", help="read-only token for /metrics scrapers "
-                                           "(default: $MEMKUBE_METRICS_TOKEN)")
     _add_common(p)
     return p
 
@@ -100,14 +103,12 @@ def _setup_logging(level: str) -> None:
 def run_scheduler(args: argparse.Namespace) -> int:
     from .scheduler import Scheduler
 
-    token = token_from_env(args.token)
-    if token is None:
+    auth = auth_from_options(args.token, args.metrics_token, insecure=args.insecure_no_token)
+    if auth.token is None and not auth.insecure:
         token = new_token()
         log.warning("no --token or $MEMKUBE_TOKEN: generated one; clients need it:\n%s", token)
-    import os
-
-    metrics = args.metrics_token or os.environ.get("MEMKUBE_METRICS_TOKEN")
-    scheduler = Scheduler(host=args.host, port=args.port, auth=Auth(token, metrics),
+        auth = Auth(token, auth.metrics_token)
+    scheduler = Scheduler(host=args.host, port=args.port, auth=auth,
                           tls=_tls(args), replication_factor=args.replication_factor,
                           worker_timeout=args.worker_timeout)
 
@@ -129,6 +130,9 @@ def run_worker(args: argparse.Namespace) -> int:
 
     adopt_local_supervision()  # first: join the local pool's cgroup before reading limits
 
+    # No token, no worker: refused before anything starts (a supervisor included).
+    auth = auth_from_options(args.token, args.metrics_token,
+                             insecure=args.insecure_no_token).require("worker")
     memory = MemoryConfig.from_options(
         limit=args.memory_limit, target=args.memory_target, spill=args.memory_spill,
         pause=args.memory_pause, terminate=args.memory_terminate, max_spill=args.max_spill,
@@ -144,7 +148,7 @@ def run_worker(args: argparse.Namespace) -> int:
         if not name:  # one name across restarts, so the scheduler counts them
             name = f"{socket.gethostname()}-{os.getpid()}"
             argv += ["--name", name]
-        reporter = KillReporter(args.scheduler, token_from_env(args.token), name,
+        reporter = KillReporter(args.scheduler, auth.token, name,
                                 tls_ca=args.tls_ca, tls_cert=args.tls_cert,
                                 tls_key=args.tls_key)
         return Supervisor(argv, config, poll=args.guard_poll, reporter=reporter).run()
@@ -158,7 +162,7 @@ def run_worker(args: argparse.Namespace) -> int:
     async def main() -> int:
         worker = Worker(args.scheduler, name=args.name, host=args.host, port=args.port,
                         contact_address=args.contact_address, nthreads=args.nthreads,
-                        memory=memory, auth=Auth(token_from_env(args.token)), tls=_tls(args),
+                        memory=memory, auth=auth, tls=_tls(args),
                         heartbeat_interval=args.heartbeat_interval,
                         death_timeout=args.death_timeout)
         await worker.start()

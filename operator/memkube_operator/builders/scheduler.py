@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from memkube.quantity import format_bytes, format_cpu
+
 from .. import naming
-from ..quantity import format_bytes, format_cpu
 from ..settings import SCHEDULER_PORT, PodDefaults
 from ..spec import PoolSpec
 from .common import (

@@ -11,8 +11,9 @@ import hashlib
 import json
 from typing import Any
 
+from memkube.quantity import format_bytes, format_cpu, parse_bytes
+
 from .. import naming
-from ..quantity import format_bytes, format_cpu, parse_bytes
 from ..settings import WORKER_PORT, PodDefaults
 from ..spec import PoolSpec, Thresholds
 from ..translate import WorkerResources, translate

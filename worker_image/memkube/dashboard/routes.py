@@ -6,25 +6,31 @@
   ``/dashboard/static/``; all packaged, nothing from the internet);
 - ``GET /dashboard/api/pool``: the live feed, the JSON view the page polls every second;
 - ``GET /dashboard/login``: a form; ``POST /dashboard/login`` with the token as a form field
-  sets the ``memkube_session`` cookie (HttpOnly, SameSite=Strict) and redirects to the page,
+  (urlencoded, at most :data:`LOGIN_MAX_BODY` bytes, refused with 413 before more is read)
+  starts a session (:mod:`.sessions`: random, expiring, revocable), sets its
+  ``memkube_session`` cookie (HttpOnly, SameSite=Strict, Max-Age) and redirects to the page,
   so the token travels in a request body only, never in a URL or an access log;
-- ``POST /dashboard/logout``: clears the cookie.
+- ``POST /dashboard/logout``: revokes the session and clears the cookie.
 
 A middleware guards every ``/dashboard`` path itself (so the dashboard is never open even on an
 app without ``Auth.middleware()``): a browser without a session is sent to the login form,
-API calls get 401. Responses carry a strict Content-Security-Policy.
+API calls get 401. The session cookie opens only the dashboard's own reads (GET/HEAD of the
+page, its static files and its feed); everything else, here and on the rest of the server,
+needs the bearer token. Login and logout from a foreign ``Origin`` get 403. Responses carry a
+strict Content-Security-Policy.
 
 Not covered: the snapshot (given by the scheduler) and ``/metrics`` (see ``metrics``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
-import hmac
 import html
 import json
 import logging
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
 from typing import Any
@@ -32,7 +38,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from ..security import SESSION_COOKIE, Auth, session_value
+from ..security import GRANT_KEY, SESSION_COOKIE, Auth, refuse, same_origin, same_secret
+from .sessions import Sessions
 from .view import DashboardFeed
 
 log = logging.getLogger(__name__)
@@ -41,18 +48,25 @@ PREFIX = "/dashboard"
 LOGIN_PATH = "/dashboard/login"
 _STATIC_TYPES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 _ERROR_MARK = "<!--error-->"
+LOGIN_MAX_BODY = 4096
+"""Bytes a login form may send (a token is 43); anything larger is refused unread."""
+LOGIN_READ_TIMEOUT = 10.0
+"""Seconds the whole login body may take to arrive."""
+_FORM_TYPE = "application/x-www-form-urlencoded"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def setup_dashboard(app: web.Application, snapshot: Callable[[], Mapping[str, Any]],
-                    auth: Auth) -> None:
+                    auth: Auth, sessions: Sessions | None = None) -> None:
     """Add the dashboard to ``app`` (before it starts). ``snapshot`` returns the pool snapshot
-    of ``GET /api/v1/pool``; it is called once per page refresh, on the event loop."""
+    of ``GET /api/v1/pool``; it is called once per page refresh, on the event loop.
+    ``sessions`` (default: a fresh store with default lifetimes) holds the login sessions."""
     feed = DashboardFeed(snapshot)
     pages = _Pages.load()
+    store = sessions if sessions is not None else Sessions()
     # Outermost, so a browser without a session is redirected before any 401 is raised.
-    app.middlewares.insert(0, _guard(auth))
+    app.middlewares.insert(0, _guard(auth, store))
 
     async def page(request: web.Request) -> web.Response:
         return web.Response(text=pages.index, content_type="text/html")
@@ -67,26 +81,28 @@ def setup_dashboard(app: web.Application, snapshot: Callable[[], Mapping[str, An
         return web.Response(text=json.dumps(feed.view()), content_type="application/json")
 
     async def login_form(request: web.Request) -> web.Response:
-        if auth.token is None or _has_session(request, auth.token):
+        if auth.token is None or store.valid(request.cookies.get(SESSION_COOKIE)):
             raise web.HTTPSeeOther(f"{PREFIX}/")
         return pages.login_response("")
 
     async def login(request: web.Request) -> web.StreamResponse:
-        form = await request.post()
-        presented = form.get("token")
+        form = await _read_form(request)
+        if isinstance(form, web.Response):
+            return form
         if auth.token is None:
             raise web.HTTPSeeOther(f"{PREFIX}/")
-        if not isinstance(presented, str) or not hmac.compare_digest(
-                presented.strip().encode(), auth.token.encode()):
+        presented = form.get("token", "")
+        if not same_secret(presented.strip(), auth.token):
             log.warning("dashboard login with a wrong token from %s", request.remote)
             return pages.login_response("That token is not this pool's token.", status=401)
         response = _see_other(f"{PREFIX}/")
         response.set_cookie(
-            SESSION_COOKIE, session_value(auth.token), path=PREFIX, httponly=True,
-            samesite="Strict", secure=request.secure)
+            SESSION_COOKIE, store.create(), path=PREFIX, httponly=True, samesite="Strict",
+            secure=request.secure, max_age=int(store.ttl))
         return response
 
     async def logout(request: web.Request) -> web.StreamResponse:
+        store.revoke(request.cookies.get(SESSION_COOKIE))
         response = _see_other(LOGIN_PATH)
         response.del_cookie(SESSION_COOKIE, path=PREFIX)
         return response
@@ -103,10 +119,28 @@ def setup_dashboard(app: web.Application, snapshot: Callable[[], Mapping[str, An
     app.router.add_post(f"{PREFIX}/logout", logout)
 
 
-def _has_session(request: web.Request, token: str) -> bool:
-    # Auth.allows() waves the login path through, so the form checks the cookie itself.
-    cookie = request.cookies.get(SESSION_COOKIE)
-    return cookie is not None and hmac.compare_digest(cookie, session_value(token))
+async def _read_form(request: web.Request) -> dict[str, str] | web.Response:
+    """The login form's fields, read with a size cap and a deadline; or the refusal."""
+    too_large = f"memkube: a login form is at most {LOGIN_MAX_BODY} bytes\n"
+    length = request.content_length
+    if length is not None and length > LOGIN_MAX_BODY:
+        return refuse(request, 413, too_large)
+    if request.content_type not in (_FORM_TYPE, "application/octet-stream"):
+        return refuse(request, 415, f"memkube: send {_FORM_TYPE}\n")
+    body = bytearray()
+    try:
+        async with asyncio.timeout(LOGIN_READ_TIMEOUT):
+            while len(body) <= LOGIN_MAX_BODY:
+                chunk = await request.content.read(LOGIN_MAX_BODY + 1 - len(body))
+                if not chunk:
+                    break
+                body += chunk
+    except TimeoutError:
+        return refuse(request, 408, "memkube: login body too slow\n")
+    if len(body) > LOGIN_MAX_BODY:
+        return refuse(request, 413, too_large)
+    fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {name: values[0] for name, values in fields.items()}
 
 
 def _see_other(location: str) -> web.Response:
@@ -114,13 +148,20 @@ def _see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
-def _guard(auth: Auth) -> Middleware:
+def _guard(auth: Auth, sessions: Sessions) -> Middleware:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
         if path != PREFIX and not path.startswith(PREFIX + "/"):
             return await handler(request)
-        if path != LOGIN_PATH and not auth.allows(request):
+        if not same_origin(request):
+            return refuse(request, 403, "memkube: cross-origin request refused\n")
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if path == f"{PREFIX}/logout" and sessions.valid(cookie):
+            request[GRANT_KEY] = "session"  # a session may end itself
+        elif request.method in ("GET", "HEAD") and path != LOGIN_PATH and sessions.valid(cookie):
+            request[GRANT_KEY] = "session"  # the dashboard's own reads
+        elif path != LOGIN_PATH and not auth.allows(request):
             if request.method in ("GET", "HEAD") and path in (PREFIX, PREFIX + "/"):
                 raise web.HTTPSeeOther(LOGIN_PATH)
             raise web.HTTPUnauthorized(
@@ -129,7 +170,9 @@ def _guard(auth: Auth) -> Middleware:
         response = await handler(request)
         response.headers.setdefault("Content-Security-Policy", _CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        # same-origin, not no-referrer: under no-referrer a browser sends "Origin: null" with
+        # the login and logout forms, and the Origin check could not tell them from a forgery.
+        response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("Cache-Control", "no-store")
         return response
 

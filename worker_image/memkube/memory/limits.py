@@ -19,97 +19,36 @@ from __future__ import annotations
 import logging
 import math
 import re
-from decimal import Decimal
 
 import psutil
 
 from ..errors import ConfigError
+from ..quantity import (
+    MAX_BYTES,  # noqa: F401 - re-exported: the parser's limit
+    QuantityError,
+    parse_size,
+)
 from .cgroup import own_memory_cgroup
 
 logger = logging.getLogger(__name__)
 
-# Sizes beyond an exbibyte are typos, not machines.
-MAX_BYTES = 1 << 60
 # A worker limited to less than this could not even import numpy.
 MIN_LIMIT = 16 << 20
 
-_UNITS: dict[str, int] = {
-    "": 1,
-    "b": 1,
-    "k": 10**3,
-    "kb": 10**3,
-    "m": 10**6,
-    "mb": 10**6,
-    "g": 10**9,
-    "gb": 10**9,
-    "t": 10**12,
-    "tb": 10**12,
-    "p": 10**15,
-    "pb": 10**15,
-    "e": 10**18,
-    "eb": 10**18,
-    "ki": 1 << 10,
-    "kib": 1 << 10,
-    "mi": 1 << 20,
-    "mib": 1 << 20,
-    "gi": 1 << 30,
-    "gib": 1 << 30,
-    "ti": 1 << 40,
-    "tib": 1 << 40,
-    "pi": 1 << 50,
-    "pib": 1 << 50,
-    "ei": 1 << 60,
-    "eib": 1 << 60,
-}
-
-_SIZE = re.compile(r"^\s*(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>[A-Za-z]*)\s*$")
 _FRACTION = re.compile(r"\s*(\d+\.\d*|\.\d+)\s*")
 _NONE_WORDS = frozenset({"none", "null", "false", "off", "no"})
 
 
 def parse_bytes(value: str | float, *, what: str = "size") -> int:
-    """A byte size from ``4GB``, ``4GiB``, ``4Gi``, ``4096Mi``, ``123`` or an int.
+    """A byte size from ``4GB``, ``4GiB``, ``4Gi``, ``4096Mi``, ``123`` or an int
+    (:func:`memkube.quantity.parse_size`, the project's one parser).
 
     Raises ConfigError for negative, fractional-byte, infinite or absurd values.
     """
-    if isinstance(value, bool):
-        raise ConfigError(f"{what} must be a size like '4GiB', not {value!r}")
-    if isinstance(value, int):
-        return _check_range(value, value, what)
-    if isinstance(value, float):
-        if not math.isfinite(value) or value != int(value):
-            raise ConfigError(f"{what} {value!r} is not a whole number of bytes")
-        return _check_range(int(value), value, what)
-    if not isinstance(value, str):
-        raise ConfigError(f"{what} must be a string or number, not {type(value).__name__}")
-    match = _SIZE.match(value)
-    if match is None:
-        raise ConfigError(
-            f"{what} {value!r} is not a size; use e.g. '4GiB', '4GB', '4Gi', '4096Mi' or bytes"
-        )
-    unit = match["unit"]
-    if unit == "m":
-        raise ConfigError(
-            f"{what} {value!r}: 'm' means milli in Kubernetes quantities; use 'M' or 'Mi'"
-        )
-    factor = _UNITS.get(unit.lower())
-    if factor is None:
-        raise ConfigError(
-            f"{what} {value!r} has an unknown unit {unit!r}; use B, kB, MB, GB, TB, "
-            "KiB, MiB, GiB, TiB or Ki, Mi, Gi, Ti"
-        )
-    number = Decimal(match["number"]) * factor  # exact: floats lose bytes above 2**53
-    if number != int(number):
-        raise ConfigError(f"{what} {value!r} is not a whole number of bytes")
-    return _check_range(int(number), value, what)
-
-
-def _check_range(n: int, original: object, what: str) -> int:
-    if n < 0:
-        raise ConfigError(f"{what} {original!r} is negative")
-    if n > MAX_BYTES:
-        raise ConfigError(f"{what} {original!r} is larger than 1 EiB; is it a typo?")
-    return n
+    try:
+        return parse_size(value, what=what)
+    except QuantityError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def is_disabled(value: object) -> bool:

@@ -66,7 +66,7 @@ class Scheduler:
                                     allowed_failures=allowed_failures,
                                     worker_saturation=worker_saturation)
         self.host, self.port = host, port
-        self.auth = auth or Auth(None)
+        self.auth = (auth or Auth(None)).require("scheduler")  # no token: refuse to start
         self.tls = tls or TLSConfig()
         self.worker_timeout = worker_timeout
         self.client_grace = client_grace
@@ -550,6 +550,8 @@ class Scheduler:
 
     async def _scatter(self, request: web.Request) -> web.Response:
         client_id = request.query.get("client", "")
+        if not client_id:
+            return web.json_response({"error": "scatter needs ?client=<client id>"}, status=400)
         try:
             items, _, _ = serialize.unpack_bundle(await request.read())
         except ProtocolError as exc:
@@ -577,6 +579,10 @@ class Scheduler:
             for key, info in stored.items():
                 placed[key] = {**info, "workers": [address]}
         self.state.add_scattered(client_id, placed)
+        if client_id not in self._client_comms and client_id not in self._client_expiry:
+            # Not (yet) connected: its record expires after the grace unless it registers
+            # (a client's first scatter may race its registration), never lives forever.
+            self._expire_client_later(client_id)
         self.flush()
         return web.json_response({k: {"nbytes": v["nbytes"], "type": v["type"]}
                                   for k, v in placed.items()})

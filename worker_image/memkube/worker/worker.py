@@ -89,7 +89,7 @@ class Worker:
         self.host, self.port = host, port
         self._contact = contact_address
         self.nthreads = max(1, nthreads)
-        self.auth = auth or Auth(None)
+        self.auth = (auth or Auth(None)).require("worker")  # no token: refuse to start
         self.tls = tls or TLSConfig()
         self.heartbeat_interval = heartbeat_interval
         self.death_timeout = death_timeout
