@@ -2,6 +2,8 @@
 #   memkube operator run --all-namespaces
 #   memkube scheduler --host 0.0.0.0 --port 8786
 #   memkube worker tcp://SCHEDULER:8786 --memory-limit 4Gi ...
+#     (the container's process is then the worker's memory guard, which runs the worker as
+#      its child, restarts it after a memory kill and forwards SIGTERM; see docs/internals.md)
 # Extend it with the libraries your tasks import: see docs/install.md.
 #
 # Needs BuildKit (RUN --mount below), and no `# syntax=` line: the Dockerfile frontend built

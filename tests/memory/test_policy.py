@@ -80,8 +80,22 @@ def test_pause_and_resume_with_hysteresis() -> None:
     assert policy.paused and policy.state == "paused"
     assert policy.step(reading(t=0.1, process=780, managed=0)) == []  # within the margin
     assert policy.paused
-    assert kinds(policy.step(reading(t=0.2, process=740, managed=0))) == [Resume]
+    # below the resume line, but resuming waits for it to hold (hysteresis in time)
+    assert policy.step(reading(t=0.2, process=740, managed=0)) == []
+    assert policy.step(reading(t=0.25, process=790, managed=0)) == []  # back up: clock resets
+    assert policy.step(reading(t=0.3, process=740, managed=0)) == []
+    assert policy.step(reading(t=0.35, process=740, managed=0)) == []
+    assert kinds(policy.step(reading(t=0.4, process=740, managed=0))) == [Resume]
     assert not policy.paused
+
+
+def test_pause_does_not_flap_on_readings_around_the_line() -> None:
+    policy = MemoryPolicy(LIMIT)
+    changes = 0
+    for i in range(200):  # 1 ms apart, alternating 81% and 70%
+        actions = policy.step(reading(t=i / 1000, process=810 if i % 2 else 700, managed=0))
+        changes += sum(isinstance(a, (Pause, Resume)) for a in actions)
+    assert changes == 1  # one pause, never a resume while memory keeps coming back
 
 
 def test_cgroup_usage_counts_against_the_cgroup_limit() -> None:
@@ -91,11 +105,21 @@ def test_cgroup_usage_counts_against_the_cgroup_limit() -> None:
     assert kinds(actions) == [Pause]
 
 
-def test_terminate_threshold_terminates_once() -> None:
+def test_terminate_threshold_spills_everything_before_terminating_once() -> None:
     policy = MemoryPolicy(LIMIT)
     actions = policy.step(reading(process=960, managed=500))
-    assert kinds(actions) == [Terminate]
+    assert actions[0] == Spill(500) and kinds(actions) == [Spill, Pause]
+    assert policy.step(reading(t=0.1, process=960, managed=200)) == [Spill(200)]  # going on
+    actions = policy.step(reading(t=0.2, process=960, managed=0))  # all spilled, still above
+    assert kinds(actions) == [Terminate] and "nothing left to spill" in actions[0].reason
     assert policy.step(reading(t=1, process=960, managed=500)) == []
+
+
+def test_spilling_above_terminate_avoids_the_restart_when_it_frees_enough() -> None:
+    policy = MemoryPolicy(LIMIT)
+    assert kinds(policy.step(reading(process=960, managed=500))) == [Spill, Pause]
+    assert Terminate not in kinds(policy.step(reading(t=0.1, process=500, managed=0)))
+    assert not policy.terminated
 
 
 def test_disabled_thresholds_do_nothing() -> None:
@@ -111,7 +135,8 @@ def test_full_spill_store_pauses_instead_of_spilling() -> None:
     # still full: stays paused
     assert policy.step(reading(t=0.5, process=700, managed=690, spill_full=True)) == []
     # room again, and memory below pause minus the margin: spill and resume
-    assert kinds(policy.step(reading(t=2, process=700, managed=690))) == [Spill, Resume]
+    assert kinds(policy.step(reading(t=2, process=700, managed=690))) == [Spill]
+    assert kinds(policy.step(reading(t=2.1, process=700, managed=690))) == [Spill, Resume]
 
 
 def test_unmanaged_memory_escalates_gc_trim_terminate() -> None:
@@ -158,6 +183,7 @@ def test_resume_resets_escalation() -> None:
     policy = MemoryPolicy(LIMIT, escalation=Escalation(gc_after=1, trim_after=2, terminate_after=3))
     policy.step(reading(t=0, process=850))
     policy.step(reading(t=1, process=850))
-    assert kinds(policy.step(reading(t=2, process=500))) == [Resume]
+    assert policy.step(reading(t=1.5, process=500)) == []
+    assert kinds(policy.step(reading(t=1.6, process=500))) == [Resume]
     assert kinds(policy.step(reading(t=10, process=850))) == [Pause]
     assert policy.step(reading(t=10.5, process=850)) == []  # the clock started again

@@ -103,8 +103,9 @@ def test_prefetcher_asks_for_the_next_ready_tasks_inputs_one_job_at_a_time() -> 
         for seq, (prio, task) in enumerate(zip([3, 1, 2, 0], tasks, strict=True)):
             heapq.heappush(ready, ((prio,), seq, task))
         tasks[3].cancelled = True  # priority 0, but cancelled: skipped
-        pre.ahead(ready)
-        pre.ahead(ready)  # a job is running: no second one
+        upcoming = [task for _, _, task in sorted(ready, key=lambda item: item[:2])]
+        pre.ahead(upcoming)
+        pre.ahead(upcoming)  # a job is running: no second one
         mem.release.set()
     assert mem.asked == [{"x1": 10, "shared": 5, "x2": 20}]
     assert pre.read == 3

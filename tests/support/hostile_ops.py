@@ -29,7 +29,8 @@ TEMPLATES: dict[str, dict[str, Any]] = {
                                     "thresholds": {"target": 0.6}},
                          "executing": 0, "ready": 0},
     "worker-status": {"status": "paused"}, "memory-restart": {"reason": "r"},
-    "reschedule": {"key": "x"}, "register-worker": {
+    "reschedule": {"key": "x"}, "cannot-fit": {"key": "x", "peak": 1, "limit": 1},
+    "register-worker": {
         "address": "tcp://c:1", "name": "c", "nthreads": 1, "host": "c", "node": "",
         "pid": 1, "keys": {}, "memory": {}},
 }

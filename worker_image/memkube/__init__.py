@@ -14,6 +14,7 @@ from .errors import (
     MemkubeError,
     RetireError,
     TaskError,
+    TaskMemoryError,
 )
 from .local import LocalCluster
 
@@ -30,5 +31,6 @@ def progress(*args, **kwargs):  # type: ignore[no-untyped-def]
 __all__ = [
     "CancelledError", "Client", "CommError", "ConfigError", "DataLostError", "Future",
     "KilledWorkerError", "LocalCluster", "MemkubeError", "RetireError", "TaskError",
+    "TaskMemoryError",
     "as_completed", "progress", "wait",
 ]

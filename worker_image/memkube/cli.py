@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -68,6 +70,10 @@ def worker_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--death-timeout", type=float, default=60.0,
                    help="exit if the scheduler cannot be reached for this long (s)")
     p.add_argument("--heartbeat-interval", type=float, default=1.0, help="seconds")
+    p.add_argument("--no-guard", dest="guard", action="store_false",
+                   help="run the worker in this process, without the supervising memory guard")
+    p.add_argument("--guard-poll", type=float, default=0.005,
+                   help="seconds between the memory guard's readings (default 0.005)")
     _add_common(p)
     return p
 
@@ -118,9 +124,9 @@ def run_scheduler(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    from .guard.supervisor import guarded_child, mark_as_first_to_kill
     from .local import adopt_local_supervision
     from .memory import MemoryConfig
-    from .worker import Worker
 
     adopt_local_supervision()  # first: join the local pool's cgroup before reading limits
 
@@ -131,6 +137,25 @@ def run_worker(args: argparse.Namespace) -> int:
         limit=args.memory_limit, target=args.memory_target, spill=args.memory_spill,
         pause=args.memory_pause, terminate=args.memory_terminate, max_spill=args.max_spill,
         spill_dir=args.spill_dir, compression=args.spill_compression, config_file=args.config)
+    if args.guard and not guarded_child():
+        from .guard.policy import GuardConfig
+        from .guard.report import KillReporter
+        from .guard.supervisor import Supervisor
+
+        config = GuardConfig(memory.limit, memory.thresholds.terminate)
+        argv = list(args.raw_argv)
+        name = args.name or os.environ.get("POD_NAME")
+        if not name:  # one name across restarts, so the scheduler counts them
+            name = f"{socket.gethostname()}-{os.getpid()}"
+            argv += ["--name", name]
+        reporter = KillReporter(args.scheduler, auth.token, name,
+                                tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                                tls_key=args.tls_key)
+        return Supervisor(argv, config, poll=args.guard_poll, reporter=reporter).run()
+    if guarded_child():
+        mark_as_first_to_kill()
+
+    from .worker import Worker
 
     _preimport("numpy")
 
@@ -209,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in plugins:
         sub.add_parser(name, help=f"(plugin) memkube {name} --help", add_help=False)
     args = parser.parse_args(argv)
+    args.raw_argv = argv[1:]
     _setup_logging(args.log_level)
     runner = {"scheduler": run_scheduler, "worker": run_worker, "local": run_local}
     try:

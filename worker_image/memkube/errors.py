@@ -13,6 +13,7 @@ Library errors (aiohttp, OSError, msgpack) are translated at the boundary with
     ├── CancelledError                  the future was cancelled
     ├── DataLostError                   every copy of a key is gone and it cannot be recomputed
     ├── KilledWorkerError               a task took down workers too many times
+    ├── TaskMemoryError                 a task needs more memory than any worker has
     ├── TimeoutError (TimeoutError)     an operation did not finish in time
     ├── SpillError                      the spill store could not do its job
     │   ├── SpillCorruptError           a spill file failed its checksum
@@ -63,6 +64,22 @@ class DataLostError(MemkubeError):
 
 class KilledWorkerError(MemkubeError):
     """A task was running on workers that died, more times than allowed."""
+
+
+class TaskMemoryError(MemkubeError):
+    """A task needs more memory than any worker of the pool may use: it cannot be run.
+
+    Raised after at most two tries (each stopped by the worker's memory guard before the
+    kernel's OOM killer could act); the message names the task, the peak it reached and the
+    limit. ``key``, ``peak`` and ``limit`` (bytes) carry the same for programs.
+    """
+
+    def __init__(self, message: str, key: str = "", peak: int = 0, limit: int = 0) -> None:
+        super().__init__(message)
+        self.key, self.peak, self.limit = key, peak, limit
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.key, self.peak, self.limit))
 
 
 class TimeoutError(MemkubeError, builtins.TimeoutError):

@@ -81,6 +81,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "worker-status": {"status": _STR},
     "memory-restart": {"reason": _STR},
     "reschedule": {"key": _KEY},
+    "cannot-fit": {"key": _KEY, "peak": _INT, "limit": _INT},
     # scheduler -> worker
     "compute-task": {"key": _KEY, "run_spec": _BYTES, "who_has": _WHO_HAS,
                      "priority": _PRIORITY},

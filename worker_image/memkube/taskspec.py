@@ -18,6 +18,7 @@ the dependency's value, and runs it. Three kinds:
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -116,6 +117,24 @@ def _load_func(func_bytes: bytes) -> Any:
 def key_name(func: Any) -> str:
     name = getattr(func, "__name__", None) or type(func).__name__
     return "lambda" if name == "<lambda>" else str(name)
+
+
+_TOKEN = re.compile(r"^([0-9a-f]{8,}|[0-9]+)$")
+_TUPLE_HEAD = re.compile(r"""^\(\s*['"]([^'"]+)['"]""")
+
+
+def prefix_of(key: str) -> str:
+    """A key's task prefix, as Dask groups tasks: the function name part.
+
+    ``"make_temp-3f2a..."`` -> ``"make_temp"``; ``"('sum-ab12cd34ef', 3)"`` -> ``"sum"``.
+    """
+    m = _TUPLE_HEAD.match(key)
+    if m:
+        key = m.group(1)
+    words = key.split("-")
+    while len(words) > 1 and _TOKEN.match(words[-1]):
+        words.pop()
+    return "-".join(words)
 
 
 def task_key(func: Callable[..., Any], run_spec: bytes, pure: bool) -> str:

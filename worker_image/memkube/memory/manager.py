@@ -278,8 +278,11 @@ class WorkerMemory:
                     await self._act(action)
             except Exception:
                 logger.exception("memory monitor step failed; trying again at the next reading")
+            interval = self.config.monitor_interval
+            if self.policy.resume_pending:  # read again when the resume may be due
+                interval = min(interval, self.policy.resume_after)
             try:
-                await asyncio.wait_for(self._wake.wait(), self.config.monitor_interval)
+                await asyncio.wait_for(self._wake.wait(), interval)
             except TimeoutError:
                 pass  # the poll: no kernel event came first
 

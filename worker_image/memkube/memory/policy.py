@@ -7,12 +7,14 @@ to do, as fractions of the worker's memory limit:
 - above ``spill`` (or managed above ``target``): :class:`Spill` least-recently-used values
   until memory is back under ``target`` (hysteresis: spilling continues below ``spill``);
 - above ``pause``, or when values cannot be spilled because the store is full:
-  :class:`Pause`; :class:`Resume` once below ``pause - resume_margin`` and spillable again;
+  :class:`Pause`; :class:`Resume` once below ``pause - resume_margin`` for
+  ``resume_after`` seconds and spillable again (hysteresis in bytes and in time);
 - paused with nothing left to spill (unmanaged memory): after ``gc_after`` seconds
   :class:`CollectGarbage`, after ``trim_after`` :class:`TrimMalloc`, after
   ``terminate_after`` :class:`Terminate` — or, with that disabled, a :class:`Warn` every
   ``warn_every`` seconds, never a silent pause forever;
-- above ``terminate``: :class:`Terminate` (once).
+- above ``terminate``: first :class:`Spill` of everything spillable (and :class:`Pause`);
+  :class:`Terminate` (once) only when memory is still above it with nothing left to spill.
 
 The memory measure is the larger of RSS / limit and cgroup working set / cgroup limit: the
 OOM killer counts the cgroup, which may hold more than this process. Time comes in the
@@ -110,11 +112,14 @@ class MemoryPolicy:
         escalation: Escalation = Escalation(),
         *,
         resume_margin: float = 0.05,
+        resume_after: float = 0.1,
     ) -> None:
         self.limit = limit
         self.thresholds = thresholds
         self.escalation = escalation
         self.resume_margin = resume_margin
+        self.resume_after = resume_after  # seconds below the resume line before resuming
+        self._below_since: float | None = None
         self.paused = False
         self.terminated = False
         self._spilling = False
@@ -122,6 +127,11 @@ class MemoryPolicy:
         self._escalated = 0  # 1: gc done, 2: trim done, 3: terminate or warned
         self._last_warn = 0.0
         self.state: State = "normal"
+
+    @property
+    def resume_pending(self) -> bool:
+        """Paused, and below the resume line since a reading: the next one may resume."""
+        return self.paused and self._below_since is not None
 
     def fraction(self, r: Reading) -> float:
         """Memory in use as a fraction of the limit, the worse of process and cgroup."""
@@ -137,13 +147,25 @@ class MemoryPolicy:
         t = self.thresholds
         frac = self.fraction(r)
         if t.terminate is not None and frac >= t.terminate:
+            if r.spillable > 0 and not r.spill_full:
+                # Escalate before restarting: spill everything that can be, pause, and
+                # restart only if memory is still above the line once that is done.
+                actions: list[Action] = [Spill(r.spillable)]
+                if not self.paused:
+                    self.paused = True
+                    actions.append(Pause(f"memory at {frac:.0%} of the limit, above the "
+                                         f"terminate threshold {t.terminate:.0%}: spilling all"))
+                self._below_since = None
+                self.state = "paused"
+                return actions
             self.terminated = True
             return [
                 Terminate(
                     f"memory at {frac:.0%} of the limit, terminate threshold {t.terminate:.0%}"
+                    ", with nothing left to spill"
                 )
             ]
-        actions: list[Action] = []
+        actions = []
         need = self._spill_need(r, frac)
         if need > 0 and r.spillable > 0 and not r.spill_full:
             actions.append(Spill(min(need, r.spillable)))
@@ -183,7 +205,14 @@ class MemoryPolicy:
                 return [Pause("spill store full with managed memory above target")]
             return []
         below = pause is None or frac < pause - self.resume_margin
-        if below and not self._blocked_by_full_store(r):
+        if not below or self._blocked_by_full_store(r):
+            self._below_since = None
+            return []
+        if self._below_since is None:
+            self._below_since = r.time
+        # hysteresis in time as well as in bytes: a dip for one reading does not resume
+        if r.time - self._below_since >= self.resume_after:
+            self._below_since = None
             self.paused = False
             self._stuck_since = None
             return [Resume(f"memory at {frac:.0%} of the limit")]

@@ -20,6 +20,7 @@ import cloudpickle
 
 from ..errors import DataLostError
 from ..protocol import Message
+from .memfit import MemoryFit
 from .model import (
     ERRED,
     MEMORY,
@@ -72,6 +73,7 @@ class SchedulerCore:
         self.settle_callbacks: dict[str, list[Any]] = defaultdict(list)
         self.held_bytes = 0  # bytes of results on workers, replicas included
         self.peak_held_bytes = 0
+        self.memory_fit = MemoryFit()  # per-prefix peaks and memory kills (memfit.py)
 
     # ------------------------------------------------------------------ outbox
 
@@ -172,6 +174,7 @@ class SchedulerCore:
         candidates = [w for w in self.workers.values() if w.status == RUNNING]
         if not candidates:
             return None
+        candidates = self.memory_fit.prefer_fitting(ts, candidates)
         holders: dict[WorkerState, int] = defaultdict(int)
         for dep in ts.dependencies:
             for w in dep.who_has:
@@ -218,7 +221,8 @@ class SchedulerCore:
                 self._turns.popleft()
             if ts is None:
                 continue
-            ws = min(open_workers, key=lambda w: len(w.processing) / w.nthreads)
+            ws = min(self.memory_fit.prefer_fitting(ts, open_workers),
+                     key=lambda w: len(w.processing) / w.nthreads)
             self._send_compute(ts, ws)
             if len(ws.processing) >= self._slots(ws):
                 open_workers.remove(ws)
@@ -229,9 +233,15 @@ class SchedulerCore:
         ts.processing_on = ws
         ws.processing.add(ts)
         who_has = {dep.key: [w.address for w in dep.who_has] for dep in ts.dependencies}
-        self.to_worker(ws, {"op": "compute-task", "key": ts.key, "run_spec": ts.run_spec,
-                            "who_has": who_has, "priority": list(ts.priority),
-                            "nbytes": {d.key: d.nbytes for d in ts.dependencies}})
+        msg: Message = {"op": "compute-task", "key": ts.key, "run_spec": ts.run_spec,
+               "who_has": who_has, "priority": list(ts.priority),
+               "nbytes": {d.key: d.nbytes for d in ts.dependencies}}
+        peak = self.memory_fit.expected(ts.key)
+        if peak is not None:
+            msg["peak"] = peak
+        if self.memory_fit.kills.get(ts.key):
+            msg["alone"] = True  # killed for memory before: run it alone, all spilled
+        self.to_worker(ws, msg)
 
     def add_replica(self, ts: TaskState, ws: WorkerState) -> None:
         if ws not in ts.who_has:

@@ -68,8 +68,11 @@ def apply_worker_op(state: SchedulerState, address: str, msg: Message) -> None:
     """Apply one validated worker operation."""
     op = msg["op"]
     if op == "task-finished":
+        peak = msg.get("peak")
         state.task_finished(address, msg["key"], msg["nbytes"], msg["type"],
-                            float(msg.get("duration", 0.0)))
+                            float(msg.get("duration", 0.0)),
+                            peak if isinstance(peak, int) and not isinstance(peak, bool)
+                            else None)
     elif op == "heartbeat-worker":
         state.worker_heartbeat(address, msg["memory"], msg["executing"], msg["ready"])
     elif op == "task-erred":
@@ -84,9 +87,12 @@ def apply_worker_op(state: SchedulerState, address: str, msg: Message) -> None:
     elif op == "worker-status":
         state.worker_status(address, msg["status"], str(msg.get("reason", "")))
     elif op == "memory-restart":
-        state.memory_restart(address, msg["reason"])
+        state.memory_restart(address, msg["reason"], msg)
     elif op == "reschedule":
         state.reschedule(address, msg["key"])
+    elif op == "cannot-fit":
+        state.cannot_fit(address, msg["key"], msg["peak"], msg["limit"],
+                         str(msg.get("reason", "")))
     elif op == "register-worker":
         raise InvalidMessage("register-worker: this worker has registered already", op)
 

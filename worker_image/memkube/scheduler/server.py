@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 WORKER_OPS = ops_allowed(
     "register-worker", "task-finished", "task-erred", "add-keys", "missing-data",
     "lost-keys", "heartbeat-worker", "worker-status", "memory-restart", "reschedule",
+    "cannot-fit",
 )
 CLIENT_OPS = ops_allowed(
     "register-client", "update-graph", "release-keys", "cancel-keys", "replicate",
@@ -108,6 +109,7 @@ class Scheduler:
             web.get("/api/v1/pool", self._pool),
             web.post("/api/v1/retire", self._retire),
             web.post("/api/v1/events", self._report_event),
+            web.post("/api/v1/memory-kill", self._memory_kill),
             web.post("/api/v1/gather", self._gather),
             web.post("/api/v1/scatter", self._scatter),
             web.get("/metrics", self._metrics),
@@ -249,6 +251,7 @@ class Scheduler:
             address, msg["name"], msg["nthreads"], host=msg["host"], node=msg["node"],
             pid=msg["pid"], keys={str(k): int(v) for k, v in msg["keys"].items()},
             memory=msg["memory"],
+            memory_kill=msg["memory_kill"] if isinstance(msg.get("memory_kill"), dict) else None,
         )
         comm = BatchedSend(ws.send_bytes)
         comm.start()
@@ -478,6 +481,19 @@ class Scheduler:
         except (ValueError, KeyError, TypeError):
             return web.json_response({"error": "expected {kind, worker, message}"}, status=400)
         self.state.log_event(kind, worker, message)
+        return web.json_response({"ok": True})
+
+    async def _memory_kill(self, request: web.Request) -> web.Response:
+        """A worker's memory guard killed it: ``{"worker": name, "report": {...}}``."""
+        try:
+            body = await request.json()
+            name, report = str(body["worker"]), body["report"]
+            if not isinstance(report, dict):
+                raise TypeError("report must be an object")
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": "expected {worker, report}"}, status=400)
+        self.state.memory_killed(name, report)
+        self.flush()
         return web.json_response({"ok": True})
 
     # ------------------------------------------------------------------ data proxy

@@ -200,6 +200,7 @@ class SchedulerState(SchedulerCore):
     def add_worker(
         self, address: str, name: str, nthreads: int, *, host: str = "", node: str = "",
         pid: int = 0, keys: dict[str, int] | None = None, memory: dict[str, Any] | None = None,
+        memory_kill: dict[str, Any] | None = None,
     ) -> WorkerState:
         old = next((w for w in self.workers.values() if w.name == name), None)
         if old is not None:
@@ -220,6 +221,8 @@ class SchedulerState(SchedulerCore):
                 stale.append(key)
         if stale:
             self.to_worker(ws, {"op": "free-keys", "keys": stale})
+        if memory_kill:  # its predecessor was stopped by the memory guard: learn first
+            self.memory_killed(name, memory_kill)
         self._retry_unrunnable()
         self._fill_workers()
         self.retry_replication()
@@ -281,12 +284,38 @@ class SchedulerState(SchedulerCore):
                 self._retry_unrunnable()
                 self._fill_workers()
 
-    def memory_restart(self, address: str, reason: str) -> None:
+    def memory_restart(self, address: str, reason: str,
+                       report: dict[str, Any] | None = None) -> None:
         ws = self.workers.get(address)
         if ws is not None:
             ws.memory_restarts += 1
             self.restarts_by_name[ws.name] += 1
             self.log_event("memory-restart", ws.name, reason)
+            if report and report.get("keys"):
+                self.memory_fit.killed(self, {**report, "reason": reason}, ws.name)
+
+    def memory_killed(self, name: str, report: dict[str, Any]) -> None:
+        """The memory guard of worker ``name`` killed it while ``report["keys"]`` ran."""
+        self.restarts_by_name[name] += 1
+        ws = next((w for w in self.workers.values() if w.name == name), None)
+        if ws is not None:
+            ws.memory_restarts = self.restarts_by_name[name]
+        self.log_event("memory-restart", name, str(report.get("reason", "")))
+        self.memory_fit.killed(self, report, name)
+        self._fill_workers()
+
+    def cannot_fit(self, address: str, key: str, peak: int, limit: int, reason: str) -> None:
+        """The worker will not start ``key``: its expected peak is above its terminate line."""
+        ws = self.workers.get(address)
+        ts = self.tasks.get(key)
+        if ws is None or ts is None or ts.processing_on is not ws:
+            return
+        if self.memory_fit.cannot_fit(self, ts, peak, limit, reason):
+            return
+        self._unassign(ts)  # another worker is larger: place it there
+        ts.state = RELEASED
+        if self._needed(ts):
+            self._ensure_computed(ts)
 
     def stale_workers(self, timeout: float) -> list[str]:
         now = self.clock()
@@ -295,7 +324,7 @@ class SchedulerState(SchedulerCore):
     # ------------------------------------------------------------------ task results
 
     def task_finished(self, address: str, key: str, nbytes: int, type_: str,
-                      duration: float = 0.0) -> None:
+                      duration: float = 0.0, peak: int | None = None) -> None:
         ws = self.workers.get(address)
         ts = self.tasks.get(key)
         if ws is None:
@@ -314,6 +343,7 @@ class SchedulerState(SchedulerCore):
             ts.processing_on = None
             ts.state = MEMORY
             ts.runs += 1
+            self.memory_fit.finished(ts, peak)
         ts.nbytes, ts.type = nbytes, type_
         self.add_replica(ts, ws)
         self.to_clients(ts.who_wants, {"op": "key-in-memory", "key": key, "type": type_})

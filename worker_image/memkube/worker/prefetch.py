@@ -1,7 +1,7 @@
 """Unspilling the inputs of the tasks about to start, before they start.
 
-The worker's ready queue is a heap by priority; :class:`Prefetcher` looks at the next
-``depth`` tasks in it and asks the memory manager (in one of the worker's I/O threads, one
+The worker's state machine hands over its next ready tasks in priority order
+(``WorkerState.upcoming``); :class:`Prefetcher` looks at the first ``depth`` of them and asks the memory manager (in one of the worker's I/O threads, one
 job at a time) to read their spilled inputs back, in priority order and only while the
 memory policy allows (:meth:`memkube.memory.WorkerMemory.prefetch`). The task thread then
 finds them in memory instead of waiting for the disk. Not covered: fetching inputs held by
@@ -10,8 +10,8 @@ other workers (``worker.py``); deciding what fits (the memory manager).
 
 from __future__ import annotations
 
-import heapq
 import logging
+from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 from typing import Any, Protocol
 
@@ -30,12 +30,12 @@ class Prefetcher:
         self._job: Future[list[str]] | None = None
         self.read = 0  # values read ahead so far (a figure for tests and benchmarks)
 
-    def ahead(self, ready: list[tuple[Any, int, Any]]) -> None:
-        """Look at the heap ``ready`` of ``(priority, seq, task)``; start a job if idle."""
-        if self.depth <= 0 or not ready or (self._job is not None and not self._job.done()):
+    def ahead(self, upcoming: Sequence[Any]) -> None:
+        """Look at the next ready tasks, in priority order; start a job if idle."""
+        if self.depth <= 0 or not upcoming or (self._job is not None and not self._job.done()):
             return
         wanted: dict[str, int] = {}
-        live = [t for _, _, t in heapq.nsmallest(4 * self.depth, ready) if not t.cancelled]
+        live = [t for t in upcoming if not t.cancelled]
         for task in live[: self.depth]:
             for key in task.who_has:
                 wanted.setdefault(key, int(task.nbytes.get(key, 0)))

@@ -5,19 +5,20 @@ the scheduler. Everything the worker holds lives in ``WorkerMemory.data``, the m
 manager's spill-to-disk mapping; every access that may touch the disk (store, load, free,
 serialize for a peer) runs in a thread, never on the event loop.
 
-Life of a task here: ``compute-task`` arrives -> missing dependencies are fetched from peers
-(unless paused) -> ready queue by priority -> a thread runs it and stores the result ->
-``task-finished`` (batched) to the scheduler. A memory *terminate* makes the worker tell
-the scheduler why and exit with :data:`EXIT_MEMORY_RESTART` for its supervisor (the local
-pool, or Kubernetes) to restart it.
+This module is the shell: every decision (which task starts when, what to fetch, what a
+failure means) is made by the pure :class:`~.state.WorkerState`; here its instructions are
+carried out (threads, HTTP, the websocket) and what happens is fed back to it. A memory
+*terminate* makes the worker tell the scheduler why and which tasks ran, and exit at once
+with :data:`EXIT_MEMORY_RESTART` for its supervisor (:mod:`memkube.guard`, the container's
+entrypoint) to restart it. The supervisor watches from outside this interpreter and talks
+to it over :mod:`.guardlink`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-import heapq
-import itertools
 import logging
 import os
 import pickle
@@ -25,7 +26,6 @@ import socket
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Self
 
 import aiohttp
@@ -39,8 +39,22 @@ from ..protocol import MAX_FRAME, BatchedSend, Message, ops_allowed, receive_ops
 from ..security import Auth, TLSConfig
 from ..serving import peer_session, start_server
 from ..taskspec import execute
+from .admission import Room
+from .guardlink import GuardLink, take_kill_report
+from .peak import PeakMeter
 from .prefetch import Prefetcher
 from .routes import data_routes
+from .state import (
+    Execute,
+    Fetch,
+    Free,
+    Instruction,
+    Restart,
+    Send,
+    SpillFirst,
+    WorkerState,
+    WorkerTask,
+)
 from .transfer import fetch_from_peer
 
 log = logging.getLogger(__name__)
@@ -49,16 +63,6 @@ EXIT_MEMORY_RESTART = 75
 SCHEDULER_OPS = ops_allowed(
     "welcome", "compute-task", "free-keys", "acquire-replicas", "cancel-compute", "close-worker",
 )
-
-
-@dataclass(eq=False)
-class WorkerTask:
-    key: str
-    run_spec: bytes
-    who_has: dict[str, list[str]]
-    priority: tuple[Any, ...]
-    nbytes: dict[str, int] = field(default_factory=dict)
-    cancelled: bool = False
 
 
 class Worker:
@@ -95,13 +99,12 @@ class Worker:
         self.io_executor = ThreadPoolExecutor(2, thread_name_prefix="memkube-io")
         self.prefetcher = Prefetcher(self.memory, self.io_executor)
         self.address = ""
-        self.tasks: dict[str, WorkerTask] = {}
-        self._ready: list[tuple[tuple[Any, ...], int, WorkerTask]] = []
-        self._seq = itertools.count()
-        self._executing = 0
-        self._inflight: dict[str, asyncio.Future[bool]] = {}
-        self._resumed = asyncio.Event()
-        self._resumed.set()
+        self.state = WorkerState(self.nthreads, holds=self.memory.data.__contains__,
+                                 room=self._room)
+        self.peaks = PeakMeter()
+        self.guard = GuardLink.from_env()
+        self._kill_report = take_kill_report()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._comm: BatchedSend | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -134,8 +137,10 @@ class Worker:
                 contact_host = os.environ.get("POD_IP") or socket.gethostbyname(
                     socket.gethostname())
             self.address = str(Address(scheme, contact_host, self.port))
+        self.state.address = self.address
         await self.memory.start(on_pause=self._on_pause, on_resume=self._on_resume,
                                 on_terminate=self._on_terminate)
+        self.guard.serve(self._spill_all)
         await self._connect()
         self._background.append(asyncio.create_task(self._heartbeats()))
         log.info("worker %s at %s, scheduler %s", self.name, self.address, self.scheduler)
@@ -146,9 +151,11 @@ class Worker:
             return
         self._closing = True
         self.exit_code = exit_code
-        for task in self._background:
+        me = asyncio.current_task()
+        others = [t for t in [*self._background, *self._tasks] if t is not me]
+        for task in others:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*others, return_exceptions=True)
         if self._comm is not None:
             await self._comm.close()
         if self._ws is not None:
@@ -194,7 +201,9 @@ class Worker:
             "nthreads": self.nthreads, "host": parse_address(self.address).host,
             "node": self.node, "pid": os.getpid(), "keys": keys,
             "memory": self.figures(),
+            **({"memory_kill": self._kill_report} if self._kill_report else {}),
         })
+        self._kill_report = None
         self._background.append(asyncio.create_task(self._listen(ws)))
 
     async def _listen(self, ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -211,10 +220,7 @@ class Worker:
         log.warning("lost the scheduler at %s; reconnecting", self.scheduler)
         if self._comm is not None:
             await self._comm.close()
-        for wt in list(self.tasks.values()):
-            wt.cancelled = True
-        self.tasks.clear()
-        self._ready.clear()
+        self.state.scheduler_lost()
         try:
             await self._connect()
         except CommError as exc:
@@ -229,7 +235,8 @@ class Worker:
         while True:
             await asyncio.sleep(self.heartbeat_interval)
             self._send({"op": "heartbeat-worker", "memory": self.figures(),
-                        "executing": self._executing, "ready": len(self._ready)})
+                        "executing": len(self.state.executing),
+                        "ready": self.state.ready_count})
 
     def figures(self) -> dict[str, Any]:
         """Memory figures for the scheduler, with the spill cap (retirement plans by it)."""
@@ -238,32 +245,41 @@ class Worker:
     # ------------------------------------------------------------------ messages
 
     def _handle(self, msg: Message) -> None:
-        op = msg["op"]
-        if op == "compute-task":
-            wt = WorkerTask(msg["key"], bytes(msg["run_spec"]),
-                            {str(k): list(v) for k, v in msg["who_has"].items()},
-                            tuple(msg["priority"]), dict(msg.get("nbytes") or {}))
-            self.tasks[wt.key] = wt
-            missing = [k for k in wt.who_has if k not in self.memory.data]
-            if missing:
-                asyncio.get_running_loop().create_task(self._fetch_then_queue(wt, missing))
-            else:
-                self._queue(wt)
-        elif op == "free-keys":
-            keys = [str(k) for k in msg["keys"]]
-            for key in keys:
-                if key in self.tasks:
-                    self.tasks.pop(key).cancelled = True
-            asyncio.get_running_loop().run_in_executor(self.io_executor, self._free, keys)
-        elif op == "cancel-compute":
-            if msg["key"] in self.tasks:
-                self.tasks.pop(msg["key"]).cancelled = True
-        elif op == "acquire-replicas":
-            who_has = {str(k): list(v) for k, v in msg["who_has"].items()}
-            asyncio.get_running_loop().create_task(self._acquire(who_has))
-        elif op == "close-worker":
+        if msg["op"] == "close-worker":
             log.info("scheduler asked this worker to close: %s", msg["reason"])
-            asyncio.get_running_loop().create_task(self.close())
+            self._spawn(self.close())
+            return
+        self._do(self.state.handle(msg))
+
+    def _do(self, instructions: list[Instruction]) -> None:
+        """Carry out the state machine's instructions, in order."""
+        for ins in instructions:
+            match ins:
+                case Send(msg):
+                    self._send(msg)
+                case Execute(key):
+                    self._execute(self.state.executing[key])
+                case Fetch(who_has):
+                    self._spawn(self._fetch(who_has))
+                case Free(keys):
+                    self._loop.run_in_executor(self.io_executor, self._free, keys)
+                case SpillFirst(nbytes):
+                    self._spawn(self._spill_first(nbytes))
+                case Restart(reason):
+                    self._spawn(self._restart_now(reason))
+        if not self._closing:
+            self.prefetcher.ahead(self.state.upcoming(self.prefetcher.depth))
+
+    def _spawn(self, coro: Any) -> None:
+        """A background task that is kept referenced and whose crash is logged."""
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_ended)
+
+    def _task_ended(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("worker background task failed", exc_info=task.exception())
 
     def report_lost(self, keys: list[str]) -> None:
         """Tell the scheduler these keys are gone here (e.g. a corrupt spill file).
@@ -287,41 +303,30 @@ class Worker:
             except KeyError:
                 pass  # freed twice (released and cancelled), or never stored
 
+    def _room(self) -> Room:
+        config = self.memory.config
+        limit = config.limit
+        if limit is None:
+            return Room(None, 0, 0, 0)
+        t = config.thresholds
+        line = next((f for f in (t.terminate, t.pause) if f is not None), 1.0)
+        r = self.memory.reading()
+        used = int(self.memory.policy.fraction(r) * limit)
+        return Room(limit, int(line * limit), used, 0 if r.spill_full else r.spillable)
+
     # ------------------------------------------------------------------ dependencies
 
-    async def _fetch_then_queue(self, wt: WorkerTask, missing: list[str]) -> None:
-        ok = await self._gather_deps({k: wt.who_has[k] for k in missing}, for_task=wt)
-        if ok and not wt.cancelled:
-            self._queue(wt)
-
-    async def _gather_deps(self, who_has: dict[str, list[str]], *,
-                           for_task: WorkerTask | None = None) -> bool:
-        """Fetch keys from peers (deduplicated across tasks); False if any could not be had."""
-        await self._resumed.wait()  # paused: accept no incoming transfer
-        waits = []
-        todo: dict[str, list[str]] = {}
-        for key, holders in who_has.items():
-            if key in self._inflight:
-                waits.append(self._inflight[key])
-            elif key not in self.memory.data:
-                todo[key] = holders
-                self._inflight[key] = asyncio.get_running_loop().create_future()
-        fetched = await self._fetch_keys(todo)
-        for key in todo:
-            fut = self._inflight.pop(key)
-            fut.set_result(key in fetched)
-        if fetched:
-            self._send({"op": "add-keys", "keys": fetched})
-        results = [all(k in fetched for k in todo)]
-        results += [await w for w in waits]
-        if not all(results):
-            failed = [k for k in who_has if k not in self.memory.data]
-            if for_task is not None and failed and not for_task.cancelled:
-                self.tasks.pop(for_task.key, None)
-                self._send({"op": "missing-data", "key": for_task.key, "dep": failed[0],
-                            "worker": ",".join(who_has[failed[0]])})
-            return False
-        return True
+    async def _fetch(self, who_has: dict[str, list[str]]) -> None:
+        """Fetch and store; any failure fails the waiting tasks instead of stranding them."""
+        error = ""
+        fetched: dict[str, int] = {}
+        try:
+            fetched = await self._fetch_keys(who_has)
+        except Exception as exc:  # noqa: BLE001 - storing failed (disk, memory, unpickling)
+            log.error("fetching %d keys failed: %s", len(who_has), exc)
+            error = f"{type(exc).__name__}: {exc}"
+        failed = [k for k in who_has if k not in fetched]
+        self._do(self.state.fetch_done(fetched, failed, error))
 
     async def _fetch_keys(self, who_has: dict[str, list[str]]) -> dict[str, int]:
         """Fetch from holders, one batch per peer, falling back to other holders."""
@@ -362,41 +367,24 @@ class Worker:
             sizes[key] = sizeof(value)
         return sizes
 
-    async def _acquire(self, who_has: dict[str, list[str]]) -> None:
-        """Copy keys from peers for replication or retirement; report what failed."""
-        await self._resumed.wait()
-        todo = {k: v for k, v in who_has.items() if k not in self.memory.data}
-        fetched = await self._fetch_keys(todo) if todo else {}
-        held = {k: 0 for k in who_has if k in self.memory.data and k not in fetched}
-        if fetched or held:
-            self._send({"op": "add-keys", "keys": {**held, **fetched}})
-        lost = [k for k in who_has if k not in fetched and k not in held]
-        if lost:
-            self._send({"op": "lost-keys", "keys": lost})
-
     # ------------------------------------------------------------------ execution
 
-    def _queue(self, wt: WorkerTask) -> None:
-        heapq.heappush(self._ready, (wt.priority, next(self._seq), wt))
-        self._start_ready()
+    def _execute(self, wt: WorkerTask) -> None:
+        fut = self._loop.run_in_executor(self.executor, self._run, wt)
+        fut.add_done_callback(functools.partial(self._task_done, wt))
 
-    def _start_ready(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._ready and self._executing < self.nthreads and self._resumed.is_set():
-            _, _, wt = heapq.heappop(self._ready)
-            if wt.cancelled:
-                continue
-            inputs = sum(wt.nbytes.values())
-            if self._executing and not self.memory.can_fit(inputs):
-                heapq.heappush(self._ready, (wt.priority, next(self._seq), wt))
-                break  # wait for a running task to finish before starting a big one
-            self._executing += 1
-            fut = loop.run_in_executor(self.executor, self._run, wt)
-            fut.add_done_callback(functools.partial(self._task_done, wt))
-        self.prefetcher.ahead(self._ready)  # unspill the next tasks' inputs meanwhile
+    def _run(self, wt: WorkerTask) -> tuple[Message, int]:
+        """In a task thread: load inputs, run, store the result. Returns (report, peak)."""
+        self.guard.task_started(wt.key)
+        self.peaks.start(wt.key)
+        try:
+            report = self._run_measured(wt)
+        finally:
+            peak = self.peaks.stop(wt.key)
+            self.guard.task_stopped(wt.key)
+        return report, peak
 
-    def _run(self, wt: WorkerTask) -> Message:
-        """In a task thread: load inputs, run, store the result. Returns the report."""
+    def _run_measured(self, wt: WorkerTask) -> Message:
         start = time.perf_counter()
         try:
             values = {k: self.memory.data[k] for k in wt.who_has}
@@ -410,62 +398,77 @@ class Worker:
         duration = time.perf_counter() - start
         if wt.cancelled:
             return {"op": "cancelled"}
-        self.memory.data[wt.key] = result
+        try:
+            self.memory.data[wt.key] = result
+        except Exception as exc:  # noqa: BLE001 - storing failed (e.g. spill store broken)
+            return _error_report(wt.key, exc)
         return {"op": "task-finished", "key": wt.key, "nbytes": sizeof(result),
                 "type": type(result).__qualname__, "duration": duration}
 
-    def _task_done(self, wt: WorkerTask, fut: asyncio.Future[Message]) -> None:
-        self._executing -= 1
-        if fut.cancelled():
+    def _task_done(self, wt: WorkerTask, fut: asyncio.Future[tuple[Message, int]]) -> None:
+        if fut.cancelled() or self._closing:
+            self.state.executing.pop(wt.key, None)
             return
-        report = fut.result()
-        if self.tasks.get(wt.key) is wt:
-            del self.tasks[wt.key]
-            if report["op"] != "cancelled":
-                self._send(report)
-        elif report["op"] == "task-finished" and not self._closing:
-            # Cancelled while running: the result is not wanted.
-            self.io_executor.submit(self._free, [wt.key])
-        if self._closing:
-            return
+        report, peak = fut.result()
         limit = self.memory.config.limit
-        if limit and report.get("nbytes", 0) * 100 > limit:
+        large = bool(limit and report.get("nbytes", 0) * 100 > limit)
+        if report["op"] == "cancelled":
+            self.state.executing.pop(wt.key, None)
+            self._do(self.state.start_ready())
+            return
+        instructions = self.state.task_done(wt.key, report, peak, start=not large)
+        self._do(instructions)
+        if large:
             # A large result: let the memory manager act on it (spill, pause) before the
             # next task allocates on top, instead of at its next reading.
-            self._loop.create_task(self._settle_memory_then_start())
-        else:
-            self._start_ready()
+            self._spawn(self._settle_memory_then_start())
 
     async def _settle_memory_then_start(self) -> None:
         await self.memory.check_now()
         if not self._closing:  # a memory restart may be closing the worker meanwhile
-            self._start_ready()
+            self._do(self.state.start_ready())
+
+    async def _spill_first(self, nbytes: int) -> None:
+        await asyncio.to_thread(self.memory.data.spill_bytes, nbytes)
+        self._do(self.state.spilled())
+
+    def _spill_all(self) -> int:
+        """For the supervisor, in the guard link's thread: spill all that can be."""
+        data = self.memory.data
+        data.spill_bytes(data.managed)
+        return 0 if data.spill_full else data.spillable
 
     # ------------------------------------------------------------------ memory callbacks
 
     async def _on_pause(self, reason: str = "") -> None:
-        if not self._resumed.is_set():
+        if self.state.paused:
             return  # already paused: nothing new to tell
         log.info("paused: %s", reason)  # the memory manager warns, rate-limited
-        self._resumed.clear()
+        self.state.pause()
         self._send({"op": "worker-status", "status": "paused", "reason": reason})
 
     async def _on_resume(self, reason: str = "") -> None:
-        if self._resumed.is_set():
+        if not self.state.paused:
             return
         log.info("resumed: %s", reason)
-        self._resumed.set()
         self._send({"op": "worker-status", "status": "running", "reason": reason})
-        self._start_ready()
+        self._do(self.state.resume())
 
     async def _on_terminate(self, reason: str) -> None:
         log.error("memory restart: %s", reason)
-        self._send({"op": "memory-restart", "reason": reason})
+        rss = self.memory.reading().process
+        baseline = self.peaks.baseline()
+        task_peak = None if baseline is None else max(0, rss - baseline)
+        self._do(self.state.memory_restart(reason, rss, task_peak))
+
+    async def _restart_now(self, reason: str) -> None:
+        """Exit at once: the allocating task is not waited for (it may never finish)."""
+        self._closing = True
         if self._comm is not None:
-            await self._comm.flush()
-        # Close from a task of its own: this callback runs inside the memory monitor,
-        # which close() stops and awaits.
-        self._loop.create_task(self.close(exit_code=EXIT_MEMORY_RESTART))
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._comm.flush(), 1.0)
+        logging.shutdown()
+        os._exit(EXIT_MEMORY_RESTART)
 
     # ------------------------------------------------------------------ probes
 
@@ -473,7 +476,8 @@ class Worker:
         from ..dashboard.metrics import metrics_response, render_worker_metrics
 
         extra = {"nthreads": self.nthreads, "keys": len(self.memory.data),
-                 "tasks": {"executing": self._executing, "ready": len(self._ready)},
+                 "tasks": {"executing": len(self.state.executing),
+                           "ready": self.state.ready_count},
                  "status": "paused" if self.memory.paused else "running"}
         return metrics_response(render_worker_metrics(self.name, self.memory.figures(), extra))
 
