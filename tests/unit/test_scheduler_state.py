@@ -259,8 +259,7 @@ def test_cancel_notifies_every_holder(s: SchedulerState) -> None:
 
 
 def test_missing_dependency_retries_then_recomputes(s: SchedulerState) -> None:
-    s.update_graph("c1", [spec("x"), spec("z")], [])
-    s.update_graph("c1", [spec("y", ("x", "z"))], ["y"])
+    s.update_graph("c1", [spec("x"), spec("z"), spec("y", ("x", "z"))], ["y"])
     x_on, z_on = s.tasks["x"].processing_on, s.tasks["z"].processing_on
     assert x_on is not z_on
     s.task_finished(x_on.address, "x", 10, "int")

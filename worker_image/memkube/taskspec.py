@@ -9,7 +9,10 @@ the dependency's value, and runs it. Three kinds:
   function pickled once to bytes, from ``map``;
 - ``"dask"``: a Dask ``GraphNode`` (dask >= 2024.12 task spec), called with its dependencies'
   values;
-- ``"tuple"``: a legacy Dask task tuple ``(func, *args)`` whose arguments may name keys.
+- ``"graph"``: a value of a legacy Dask graph, converted by the client into
+  :class:`Call`, :class:`Seq` and :class:`KeyRef` nodes (see
+  :func:`memkube.client.graphs.to_tasks` for Dask's rules); anything else in it is literal
+  data and is returned untouched, so no tuple is ever called by accident.
 """
 
 from __future__ import annotations
@@ -35,6 +38,30 @@ class KeyRef:
 
     def __repr__(self) -> str:
         return f"KeyRef({self.key!r})"
+
+
+class Call:
+    """``func(*args)`` where each argument is a node or literal data."""
+
+    __slots__ = ("args", "func")
+
+    def __init__(self, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self) -> tuple[type[Call], tuple[Any, ...]]:
+        return (Call, (self.func, self.args))
+
+
+class Seq:
+    """A list, tuple, set or frozenset (or a named tuple) of nodes, rebuilt as ``kind``."""
+
+    __slots__ = ("items", "kind", "named")
+
+    def __init__(self, kind: type, items: tuple[Any, ...], named: bool = False) -> None:
+        self.kind, self.items, self.named = kind, items, named
+
+    def __reduce__(self) -> tuple[type[Seq], tuple[Any, ...]]:
+        return (Seq, (self.kind, self.items, self.named))
 
 
 def replace_refs(obj: Any, is_ref: Callable[[Any], str | None], found: set[str]) -> Any:
@@ -110,18 +137,19 @@ def execute(run_spec: bytes, values: Mapping[str, Any]) -> Any:
     if kind == "dask":
         node, keymap = spec[1], spec[2]
         return node({keymap[k]: v for k, v in values.items() if k in keymap})
-    if kind == "tuple":
-        return _run_tuple(spec[1], values)
+    if kind == "graph":
+        return evaluate(spec[1], values)
     raise ValueError(f"unknown task kind {kind!r}")
 
 
-def _run_tuple(task: Any, values: Mapping[str, Any]) -> Any:
-    """Evaluate a legacy Dask task: nested tuples whose head is callable are calls."""
-    if type(task) is KeyRef:
-        return values[task.key]
-    if type(task) is tuple and task and callable(task[0]):
-        func, *args = task
-        return func(*(_run_tuple(a, values) for a in args))
-    if type(task) is list:
-        return [_run_tuple(a, values) for a in task]
-    return task
+def evaluate(node: Any, values: Mapping[str, Any]) -> Any:
+    """The value of a converted graph value: calls made, references filled, data as is."""
+    kind = type(node)
+    if kind is KeyRef:
+        return values[node.key]
+    if kind is Call:
+        return node.func(*(evaluate(a, values) for a in node.args))
+    if kind is Seq:
+        items = [evaluate(a, values) for a in node.items]
+        return node.kind(*items) if node.named else node.kind(items)
+    return node

@@ -29,6 +29,7 @@ from ..errors import (
     AuthenticationError,
     CancelledError,
     CommError,
+    ProtocolError,
     RetireError,
     TimeoutError,
 )
@@ -224,6 +225,11 @@ class Client:
             self._comm = BatchedSend(ws.send_bytes)
             self._comm.start()
             self._comm.send({"op": "register-client", "client": self.id})
+            # Ask again for what we wait on: a scheduler that forgot a key (our grace period
+            # ran out, or it restarted) answers key-cancelled instead of leaving us waiting.
+            pending = [k for k, st in self._states.items() if not st.done()]
+            if pending:
+                self._comm.send({"op": "update-graph", "tasks": [], "wants": pending})
             self.status = "running"
             self._listener = loop.create_task(self._listen(ws))
             log.info("reconnected to the scheduler %s", self.address)
@@ -251,7 +257,20 @@ class Client:
             if fut is not None and not fut.done():
                 fut.set_result(msg["result"])
         elif op == "error":
-            log.error("scheduler error: %s", msg["message"])
+            self._scheduler_error(msg)
+
+    def _scheduler_error(self, msg: Message) -> None:
+        """The scheduler refused or failed one of our operations: fail what waits on it."""
+        text = msg["message"]
+        log.error("scheduler error: %s", text)
+        fut = self._replies.pop(msg["id"], None) if "id" in msg else None
+        if fut is not None and not fut.done():
+            fut.set_exception(ProtocolError(text))
+        blob = cloudpickle.dumps(ProtocolError(text))
+        for key in msg.get("keys", ()):
+            state = self._states.get(key)
+            if state is not None and not state.done():
+                state.fail(blob, "", text)
 
     async def _request(self, msg: Message) -> Any:
         if self._comm is None or self.status != "running":
@@ -317,6 +336,8 @@ class Client:
         """Run ``func(*args, **kwargs)`` in the pool; futures in the arguments are inputs."""
         if not callable(func):
             raise TypeError("submit expects a callable as its first argument")
+        if key is not None and (not isinstance(key, str) or not key):
+            raise TypeError(f"a key must be a non-empty string, not {key!r}")
         deps: set[str] = set()
         # New names, not ``args = ...``: the futures in ``args`` must stay referenced until
         # the graph is sent, or their release could reach the scheduler first.
@@ -389,8 +410,7 @@ class Client:
         for fut in futures:
             await fut._state.wait()
             if fut._state.status in (ERROR, CANCELLED) and errors == "raise":
-                assert fut._state.exception is not None
-                raise fut._state.exception
+                raise fut._state.raisable()
         keys = list(dict.fromkeys(f.key for f in futures if f._state.status == FINISHED))
         values = await self._fetch(keys) if keys else {}
         return [values[f.key] for f in futures if f.key in values or errors == "raise"]
@@ -511,11 +531,9 @@ class Client:
         return self.sync(self._wait_for_workers, n, timeout=timeout)
 
     async def _wait_for_workers(self, n: int) -> None:
-        while True:
-            info = await self._request({"op": "info"})
-            if sum(1 for w in info["workers"] if w["status"] != "retiring") >= n:
-                return
-            await asyncio.sleep(0.05)
+        # One request that the scheduler answers when the workers are there (it awaits
+        # their registrations); the timeout is the caller's.
+        await self._request({"op": "wait-for-workers", "n": n})
 
     def retire_workers(self, names: list[str] | None = None, n: int | None = None) -> Any:
         """Move workers' unique data elsewhere, then stop them; returns who was retired."""
@@ -544,7 +562,17 @@ class Client:
     # ------------------------------------------------------------------ closing
 
     def close(self) -> Any:
-        return self.sync(self._close) if not self.asynchronous else self._close()
+        """Close the connection (and the pool this client started); a synchronous client
+        also stops its event-loop thread."""
+        if self.asynchronous:
+            return self._close()
+        assert self._loop_thread is not None
+        if self._loop_thread.alive:
+            try:
+                self.sync(self._close)
+            finally:
+                self._loop_thread.stop()
+        return None
 
     async def _close(self) -> None:
         if self.status == "closed":
@@ -568,8 +596,6 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-        if self._loop_thread is not None:
-            self._loop_thread.stop()
 
     async def __aenter__(self) -> Self:
         return await self._start()

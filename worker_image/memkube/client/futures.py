@@ -9,6 +9,7 @@ per-key :class:`FutureState` carries the status and the error.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +82,15 @@ class FutureState:
         self.status, self.exception, self.reason = PENDING, None, ""
         if self._event is not None:
             self._event.clear()
+
+    def raisable(self) -> BaseException:
+        """A copy of the error to raise: raising the stored exception itself would attach the
+        raiser's frames (and the futures they hold) to it for as long as this state lives."""
+        assert self.exception is not None
+        try:
+            return copy.copy(self.exception).with_traceback(None)
+        except Exception:  # noqa: BLE001 - an exception type that cannot be copied
+            return self.exception
 
     async def wait(self) -> None:
         if self.status != PENDING:

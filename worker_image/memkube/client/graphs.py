@@ -14,12 +14,12 @@ an optional dependency.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
-from ..taskspec import KeyRef, call_spec
+from ..taskspec import Call, KeyRef, Seq
 
 if TYPE_CHECKING:
     from .client import Client
@@ -33,10 +33,6 @@ def key_str(key: Any) -> str:
     return key if isinstance(key, str) else repr(key)
 
 
-def _identity(x: Any) -> Any:
-    return x
-
-
 def _graph_node_type() -> type | None:
     try:
         from dask._task_spec import GraphNode
@@ -46,23 +42,50 @@ def _graph_node_type() -> type | None:
     return node_type
 
 
-def _is_key(obj: Any, graph: Mapping[Any, Any]) -> bool:
-    try:
-        return isinstance(obj, Hashable) and obj in graph
-    except TypeError:
-        return False
+class _Converter:
+    """Turns legacy graph values into :mod:`memkube.taskspec` nodes by Dask's rules (those of
+    ``dask._task_spec.convert_legacy_task``, which ``dask.get`` applies):
 
+    - a tuple whose first item is callable is a call; a ``dict`` argument of a call is data;
+    - an ``int``, ``float``, ``str`` or ``tuple`` equal to a key of the graph is that key;
+    - lists, tuples, sets and frozensets (named tuples too) are walked at any depth and
+      rebuilt with their type when they hold calls or keys;
+    - anything else, dicts included, is literal data.
+    """
 
-def _legacy_refs(task: Any, graph: Mapping[Any, Any], deps: set[str]) -> Any:
-    """Copy a legacy task with every key reference made a KeyRef."""
-    if type(task) is tuple and task and callable(task[0]):
-        return (task[0], *(_legacy_refs(a, graph, deps) for a in task[1:]))
-    if type(task) is list:
-        return [_legacy_refs(a, graph, deps) for a in task]
-    if _is_key(task, graph):
-        deps.add(key_str(task))
-        return KeyRef(key_str(task))
-    return task
+    def __init__(self, graph: Mapping[Any, Any]) -> None:
+        self.names: dict[Any, str] = {k: key_str(k) for k in graph}
+        if len(set(self.names.values())) != len(self.names):
+            seen: dict[str, Any] = {}
+            for k, name in self.names.items():
+                if name in seen:
+                    raise ValueError(f"keys {seen[name]!r} and {k!r} both map to {name!r}")
+                seen[name] = k
+        self.deps: set[str] = set()
+
+    def key(self, obj: Any) -> str | None:
+        if isinstance(obj, (int, float, str, tuple)):
+            try:
+                return self.names.get(obj)
+            except TypeError:  # a tuple holding something unhashable
+                return None
+        return None
+
+    def convert(self, obj: Any) -> Any:
+        if type(obj) is tuple and obj and callable(obj[0]):
+            return Call(obj[0], tuple(a if isinstance(a, dict) else self.convert(a)
+                                      for a in obj[1:]))
+        name = self.key(obj)
+        if name is not None:
+            self.deps.add(name)
+            return KeyRef(name)
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            items = tuple(self.convert(x) for x in obj)
+            named = isinstance(obj, tuple) and hasattr(obj, "_fields")
+            if any(type(x) in (Call, KeyRef, Seq) for x in items):
+                return Seq(type(obj), items, named)
+            return type(obj)(*items) if named else type(obj)(items)
+        return obj
 
 
 def to_tasks(graph: Mapping[Any, Any]) -> dict[str, tuple[bytes, set[str]]]:
@@ -74,21 +97,52 @@ def to_tasks(graph: Mapping[Any, Any]) -> dict[str, tuple[bytes, set[str]]]:
         from dask._task_spec import convert_legacy_graph
 
         graph = convert_legacy_graph(dict(graph))
+    converter = _Converter(graph)
     out: dict[str, tuple[bytes, set[str]]] = {}
     for key, task in graph.items():
-        deps: set[str] = set()
+        name = converter.names[key]
         if node_type is not None and isinstance(task, node_type):
             node: Any = task
             keymap = {key_str(d): d for d in node.dependencies}
-            deps = set(keymap)
-            spec = cloudpickle.dumps(("dask", task, keymap))
-        elif type(task) is tuple and task and callable(task[0]):
-            spec = cloudpickle.dumps(("tuple", _legacy_refs(task, graph, deps)))
-        else:
-            value = _legacy_refs(task, graph, deps)
-            spec = call_spec(_identity, (value,), {})
-        out[key_str(key)] = (spec, deps)
+            out[name] = (cloudpickle.dumps(("dask", task, keymap)), set(keymap))
+            continue
+        converter.deps = set()
+        value = converter.convert(task)
+        if type(value) is KeyRef and value.key == name:
+            continue  # a key that names itself is no task (Dask drops it too)
+        out[name] = (cloudpickle.dumps(("graph", value)), converter.deps)
     return out
+
+
+def levels(deps: Mapping[str, set[str]]) -> dict[str, int]:
+    """Each key's depth (0: no dependency inside ``deps``), computed without recursion.
+
+    Raises RuntimeError (as ``dask.get`` does) when the graph has a cycle.
+    """
+    level: dict[str, int] = {}
+    on_path: set[str] = set()
+    for start in deps:
+        if start in level:
+            continue
+        stack: list[tuple[str, bool]] = [(start, False)]
+        while stack:
+            key, expanded = stack.pop()
+            if expanded:
+                on_path.discard(key)
+                level[key] = 1 + max((level[d] for d in deps[key] if d in deps), default=-1)
+                continue
+            if key in level:
+                continue
+            if key in on_path:
+                raise RuntimeError(f"Cycle detected in the graph through key {key!r}")
+            on_path.add(key)
+            stack.append((key, True))
+            for d in deps[key]:
+                if d in deps and d not in level:
+                    if d in on_path:
+                        raise RuntimeError(f"Cycle detected in the graph through key {d!r}")
+                    stack.append((d, False))
+    return level
 
 
 def graph_order(deps: Mapping[str, set[str]], outputs: list[str] | None = None,
@@ -101,16 +155,7 @@ def graph_order(deps: Mapping[str, set[str]], outputs: list[str] | None = None,
                 dependents[d].add(k)
     roots = outputs or sorted(k for k, ds in dependents.items() if not ds)
     if how == "breadth":
-        level: dict[str, int] = {}
-
-        def depth(k: str) -> int:
-            if k not in level:
-                level[k] = 0  # cycles are impossible in a valid graph; this guards recursion
-                level[k] = 1 + max((depth(d) for d in deps[k] if d in deps), default=-1)
-            return level[k]
-
-        for k in deps:
-            depth(k)
+        level = levels(deps)
         return {k: i for i, k in enumerate(sorted(deps, key=lambda k: (level[k], k)))}
     if how != "depth":
         raise ValueError("how must be 'depth' or 'breadth'")
@@ -134,18 +179,37 @@ def graph_order(deps: Mapping[str, set[str]], outputs: list[str] | None = None,
     return order
 
 
+def _cull(tasks: dict[str, tuple[bytes, set[str]]],
+          wanted: list[str]) -> dict[str, tuple[bytes, set[str]]]:
+    """Only the tasks that ``wanted`` needs (``dask.get`` runs no others)."""
+    needed: set[str] = set()
+    todo = [k for k in wanted if k in tasks]
+    while todo:
+        key = todo.pop()
+        if key not in needed:
+            needed.add(key)
+            todo.extend(d for d in tasks[key][1] if d in tasks)
+    return {k: v for k, v in tasks.items() if k in needed}
+
+
 def submit_graph(client: Client, graph: Mapping[Any, Any], keys: list[Any],
                  how: str = "depth") -> dict[Any, Future]:
     """Send a graph; returns futures for ``keys`` (original key objects)."""
     tasks = to_tasks(graph)
     wanted = [key_str(k) for k in keys]
+    tasks = _cull(tasks, wanted)
     missing = [k for k in wanted if k not in tasks]
     if missing:
         raise KeyError(f"keys not in the graph: {missing[:5]}")
-    order = graph_order({k: d for k, (_, d) in tasks.items()}, wanted, how)
+    deps = {k: d for k, (_, d) in tasks.items()}
+    levels(deps)  # a cycle is the caller's error, raised here as dask.get raises it
+    order = graph_order(deps, wanted, how)
     batch = next(_graph_counter)
     specs = [{"key": k, "run_spec": spec, "deps": sorted(d), "priority": [0, batch, order[k]]}
              for k, (spec, d) in tasks.items()]
+    # Graph keys are names, not content hashes: a key released a moment ago (futures of an
+    # earlier get) must be forgotten first, or its old result would be reused.
+    client._on_loop_wait(client._flush_releases)
     futures = {k: client._new_future(key_str(k)) for k in keys}
     client._send_graph(specs, wanted)
     return futures

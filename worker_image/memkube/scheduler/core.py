@@ -12,8 +12,8 @@ import heapq
 import itertools
 import math
 import time
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import defaultdict, deque
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import cloudpickle
@@ -55,7 +55,9 @@ class SchedulerCore:
         self.allowed_failures = allowed_failures
         self.worker_saturation = worker_saturation
         self.clock = clock
-        self._queue: list[tuple[tuple[int, ...], int, TaskState]] = []  # root tasks
+        # Queued root tasks, one heap per owning client, served in turns (see _fill_workers).
+        self._queues: dict[str, list[tuple[tuple[int, ...], int, TaskState]]] = {}
+        self._turns: deque[str] = deque()
         self._seq = itertools.count()
         self.unrunnable: set[TaskState] = set()  # ready but no worker can take them
         self.underreplicated: set[TaskState] = set()
@@ -96,6 +98,11 @@ class SchedulerCore:
                             "message": message})
         del self.events[:-500]
 
+    def workers_available(self) -> None:
+        """Workers can take work again (resumed, or a retirement was given up)."""
+        self._retry_unrunnable()
+        self._fill_workers()
+
     def _retry_unrunnable(self) -> None:
         """Place tasks that were ready when no worker could run them (none, or all paused)."""
         for ts in list(self.unrunnable):
@@ -117,6 +124,9 @@ class SchedulerCore:
 
     def _ensure_computed(self, ts: TaskState) -> None:
         """Make sure ``ts`` is (being) computed, computing released dependencies first."""
+        _drive(self._ensure_steps(ts))
+
+    def _ensure_steps(self, ts: TaskState) -> Steps:
         if ts.state != RELEASED:
             return
         if ts.run_spec is None:
@@ -134,7 +144,7 @@ class SchedulerCore:
                 ts.waiting_on.add(dep)
         ts.state = WAITING
         for dep in list(ts.waiting_on):
-            self._ensure_computed(dep)
+            yield self._ensure_steps(dep)
             if ts.state != WAITING:  # a dependency failed and failed us
                 return
         if not ts.waiting_on:
@@ -144,7 +154,11 @@ class SchedulerCore:
         ts.waiting_on = set()
         if not ts.dependencies:
             ts.state = QUEUED
-            heapq.heappush(self._queue, (ts.priority, next(self._seq), ts))
+            heap = self._queues.get(ts.owner)
+            if heap is None:
+                heap = self._queues[ts.owner] = []
+                self._turns.append(ts.owner)
+            heapq.heappush(heap, (ts.priority, next(self._seq), ts))
             self._fill_workers()
             return
         ws = self._choose_worker(ts)
@@ -177,16 +191,34 @@ class SchedulerCore:
         return max(1, math.ceil(ws.nthreads * self.worker_saturation))
 
     def _fill_workers(self) -> None:
-        """Hand queued root tasks to running workers with free slots, best priority first."""
-        if not self._queue:
+        """Hand queued root tasks to running workers with free slots.
+
+        Fair between clients: each client that has queued tasks gets one slot in turn,
+        so one client's 50,000 tasks do not make another's single task wait behind them;
+        within a client, best priority first. (Priorities of different clients come
+        from different counters and are not compared.)
+        """
+        if not self._turns:
             return
         open_workers = [w for w in self.workers.values()
                         if w.status == RUNNING and len(w.processing) < self._slots(w)]
-        while self._queue and open_workers:
+        while self._turns and open_workers:
+            owner = self._turns[0]
+            heap = self._queues[owner]
+            ts = None
+            while heap:
+                _, _, candidate = heapq.heappop(heap)
+                if candidate.state == QUEUED:  # else released or cancelled since queued
+                    ts = candidate
+                    break
+            if heap:
+                self._turns.rotate(-1)
+            else:
+                del self._queues[owner]
+                self._turns.popleft()
+            if ts is None:
+                continue
             ws = min(open_workers, key=lambda w: len(w.processing) / w.nthreads)
-            _, _, ts = heapq.heappop(self._queue)
-            if ts.state != QUEUED:
-                continue  # released or cancelled since it was queued
             self._send_compute(ts, ws)
             if len(ws.processing) >= self._slots(ws):
                 open_workers.remove(ws)
@@ -220,23 +252,35 @@ class SchedulerCore:
 
     def _key_lost(self, ts: TaskState) -> None:
         """The last copy of a key in memory is gone: recompute it if anyone needs it."""
-        ts.state = RELEASED
-        self.underreplicated.discard(ts)
-        if not self._needed(ts):
-            self._forget_if_unreferenced(ts)
-            return
-        self.log_event("key-lost", "", ts.key)
-        for dep in ts.dependents:
-            if dep.state == WAITING:
-                dep.waiting_on.add(ts)
-        self._ensure_computed(ts)
+        self._keys_lost([ts])
+
+    def _keys_lost(self, lost: list[TaskState]) -> None:
+        """Keys whose last copies are gone together (a worker died): all are marked lost
+        before any is recomputed, so no dependent is placed on a copy that is gone too."""
+        for ts in lost:
+            ts.state = RELEASED
+            self.underreplicated.discard(ts)
+            for dep in ts.dependents:
+                if dep.state == WAITING:
+                    dep.waiting_on.add(ts)
+        for ts in lost:
+            if ts.state != RELEASED or ts.key not in self.tasks:
+                continue  # recomputing already (an earlier one needed it), or forgotten
+            if not self._needed(ts):
+                self._forget_if_unreferenced(ts)
+                continue
+            self.log_event("key-lost", "", ts.key)
+            self._ensure_computed(ts)
 
     def _release_if_unneeded(self, ts: TaskState) -> None:
         if not self._needed(ts):
-            self._release(ts)
+            _drive(self._release_steps(ts))
 
     def _release(self, ts: TaskState) -> None:
         """Nobody needs ``ts``: free it everywhere, then maybe forget it entirely."""
+        _drive(self._release_steps(ts))
+
+    def _release_steps(self, ts: TaskState) -> Steps:
         if ts.state == PROCESSING and ts.processing_on is not None:
             ws = ts.processing_on
             ws.processing.discard(ts)
@@ -253,12 +297,16 @@ class SchedulerCore:
         for dep in list(ts.dependencies):
             if ts in dep.waiters:
                 dep.waiters.discard(ts)
-                self._release_if_unneeded(dep)
+                if not self._needed(dep):
+                    yield self._release_steps(dep)
         ts.waiting_on = set()
-        self._forget_if_unreferenced(ts)
+        yield self._forget_steps(ts)
 
     def _forget_if_unreferenced(self, ts: TaskState) -> None:
         """Drop a released task with no live dependents; its lineage is needed by no one."""
+        _drive(self._forget_steps(ts))
+
+    def _forget_steps(self, ts: TaskState) -> Steps:
         if self._needed(ts) or ts.dependents or ts.who_has or ts.state == PROCESSING:
             return
         self.tasks.pop(ts.key, None)
@@ -266,14 +314,15 @@ class SchedulerCore:
         for dep in list(ts.dependencies):
             dep.dependents.discard(ts)
             if dep.state in (RELEASED, ERRED) and not self._needed(dep):
-                self._forget_if_unreferenced(dep)
+                yield self._forget_steps(dep)
             elif dep.state == MEMORY and not self._needed(dep):
-                self._release(dep)
+                yield self._release_steps(dep)
         ts.dependencies.clear()
 
     def _fail(self, ts: TaskState, error: BaseException | None, *,
               source: TaskState | None = None) -> None:
-        """Mark ``ts`` erred with ``error`` (or with the error of ``source``)."""
+        """Mark ``ts`` erred with ``error`` (or with the error of ``source``), and every
+        dependent waiting for it with the same error."""
         if source is not None:
             ts.exception, ts.traceback = source.exception, source.traceback
             ts.exception_text = source.exception_text
@@ -282,17 +331,25 @@ class SchedulerCore:
             ts.exception = cloudpickle.dumps(error)
             ts.traceback = ""
             ts.exception_text = f"{type(error).__name__}: {error}"
+        _drive(self._fail_steps(ts))
+
+    def _fail_steps(self, ts: TaskState) -> Steps:
         self._unassign(ts)
         ts.state = ERRED
         self.unrunnable.discard(ts)
         self._report_erred(ts, ts.who_wants)
         self._settled(ts)
-        self._propagate_error(ts)
+        yield self._propagate_steps(ts)
 
     def _propagate_error(self, ts: TaskState) -> None:
+        _drive(self._propagate_steps(ts))
+
+    def _propagate_steps(self, ts: TaskState) -> Steps:
         for dep in list(ts.dependents):
             if dep.state in (WAITING, NO_WORKER, QUEUED):
-                self._fail(dep, None, source=ts)
+                dep.exception, dep.traceback = ts.exception, ts.traceback
+                dep.exception_text = ts.exception_text
+                yield self._fail_steps(dep)
 
     def _report_erred(self, ts: TaskState, client_ids: Iterable[str]) -> None:
         self.to_clients(client_ids, {
@@ -328,6 +385,24 @@ class SchedulerCore:
 
     def unique_bytes(self, ws: WorkerState) -> int:
         return sum(ts.nbytes for ts in ws.has_what if len(ts.who_has) == 1)
+
+
+#: A transition written as a generator: it yields the sub-transitions it would have called
+#: recursively, and :func:`_drive` runs them from an explicit stack, so a walk over a graph
+#: of any depth never reaches Python's recursion limit.
+Steps = Iterator["Steps"]
+
+
+def _drive(steps: Steps) -> None:
+    """Run a transition and every sub-transition it yields, depth first, in call order."""
+    stack = [steps]
+    while stack:
+        try:
+            sub = next(stack[-1])
+        except StopIteration:
+            stack.pop()
+            continue
+        stack.append(sub)
 
 
 def _merge_frees(msgs: list[Message]) -> list[Message]:

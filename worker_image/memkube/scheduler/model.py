@@ -51,6 +51,7 @@ class TaskState:
     runs: int = 0  # times it was computed to completion (recomputations are runs > 1)
     replicas_wanted: int = 1  # raised by client.replicate(n=)
     fetch_failures: int = 0  # peers failing to serve it (see SchedulerState.missing_data)
+    owner: str = ""  # the client that created it: queued root tasks are served per owner
 
     @property
     def scattered(self) -> bool:

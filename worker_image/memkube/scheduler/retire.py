@@ -2,10 +2,12 @@
 
 ``plan_retirement`` picks the workers (by name, or the ``n`` holding the least unique data),
 refuses with :class:`~memkube.errors.RetireError` when the rest of the pool cannot take
-their unique data, marks them *retiring* (no new tasks, no new replicas) and asks
+their unique data or when ``n`` exceeds the active workers (``n`` equal to them retires
+all; names retire exactly those), marks them *retiring* (no new tasks, no new replicas) and asks
 receivers to copy every key whose only holders are retiring. ``progress_retirements`` runs
 after each relevant event: a retiring worker with nothing running and every key held
 elsewhere is told to close; a retirement is done when all its workers are gone.
+``cancel_retirement`` gives one up (a timeout): its workers not yet told to close run again.
 
 No I/O: the scheduler's shell awaits :attr:`Retirement.done` callbacks.
 """
@@ -67,6 +69,11 @@ def plan_retirement(state: SchedulerCore, *, names: list[str] | None = None,
     elif n is not None:
         if n < 0:
             raise RetireError("n must be >= 0")
+        if n > len(active):
+            # A count larger than the pool is a mistake (a stale view of the pool), not a
+            # request to retire everything: name the workers to retire them all.
+            raise RetireError(f"cannot retire {n} workers: only {len(active)} are active "
+                              "(nothing was retired)")
         chosen = sorted(active, key=lambda w: (state.unique_bytes(w), len(w.has_what)))[:n]
     else:
         raise RetireError("give worker names or a count")
@@ -90,6 +97,26 @@ def plan_retirement(state: SchedulerCore, *, names: list[str] | None = None,
     state.retirements.append(retirement)
     progress_retirements(state)
     return retirement
+
+
+def cancel_retirement(state: SchedulerCore, retirement: Retirement) -> list[str]:
+    """Give up ``retirement`` (it timed out, or its caller left): its workers that were not
+    yet told to close run again and will not be closed later. Returns the names of those
+    already told to close: their data is elsewhere and they exit regardless."""
+    if retirement in state.retirements:
+        state.retirements.remove(retirement)
+    retirement.finished = True
+    closing = []
+    for ws in retirement.workers:
+        if ws.address not in state.workers:
+            continue
+        if ws.address in retirement.closing:
+            closing.append(ws.name)
+        elif ws.status == RETIRING:
+            ws.status = RUNNING
+            state.log_event("retire-cancelled", ws.name, "the retirement was given up")
+    state.workers_available()
+    return closing
 
 
 def _keys_to_move(leaving: set[WorkerState]) -> set[TaskState]:

@@ -25,12 +25,22 @@ from aiohttp import web
 from .. import serialize
 from ..addresses import Address
 from ..errors import ProtocolError, RetireError
-from ..protocol import MAX_FRAME, BatchedSend, Message, decode, encode, ops_allowed
+from ..protocol import (
+    MAX_FRAME,
+    BatchedSend,
+    InvalidMessage,
+    Message,
+    decode_frame,
+    encode,
+    ops_allowed,
+    validate,
+)
 from ..security import Auth, TLSConfig
 from ..serving import peer_session, start_server
+from .handlers import apply_client_op, apply_worker_op, error_for
 from .model import RETIRING
 from .pool import pool_snapshot
-from .retire import Retirement, plan_retirement
+from .retire import Retirement, cancel_retirement, plan_retirement
 from .state import SchedulerState
 
 log = logging.getLogger(__name__)
@@ -41,8 +51,10 @@ WORKER_OPS = ops_allowed(
 )
 CLIENT_OPS = ops_allowed(
     "register-client", "update-graph", "release-keys", "cancel-keys", "replicate",
-    "who-has", "info", "retire", "heartbeat-client",
+    "who-has", "info", "retire", "heartbeat-client", "wait-for-workers",
 )
+#: Client requests that wait: run as tasks, so the client's other messages go on.
+WAITING_OPS = frozenset({"retire", "wait-for-workers"})
 
 
 class Scheduler:
@@ -77,6 +89,7 @@ class Scheduler:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._requests: dict[str, set[asyncio.Task[None]]] = {}  # waiting client requests
         self.app = self._make_app()
         self.address = ""
         self._workers_changed: asyncio.Condition | None = None
@@ -177,11 +190,12 @@ class Scheduler:
 
     async def _frames(self, ws: web.WebSocketResponse, allowed: frozenset[str],
                       peer: str) -> Any:
-        """Yield validated operations; close the socket with a reason on a bad frame."""
+        """Yield each frame's operations (unvalidated: a bad operation is answered, not
+        fatal); close the socket with a reason on a frame that cannot be read."""
         async for raw in ws:
             if raw.type == aiohttp.WSMsgType.BINARY:
                 try:
-                    yield decode(raw.data, allowed)
+                    yield decode_frame(raw.data)
                 except ProtocolError as exc:
                     log.warning("closing connection from %s: %s", peer, exc)
                     await ws.close(code=aiohttp.WSCloseCode.UNSUPPORTED_DATA,
@@ -201,13 +215,20 @@ class Scheduler:
         address: str | None = None
         try:
             async for ops in self._frames(ws, WORKER_OPS, peer):
-                for msg in ops:
+                for raw_op in ops:
                     if address is None:
+                        msg = validate(raw_op, WORKER_OPS)
                         if msg["op"] != "register-worker":
                             raise ProtocolError("a worker must register first")
                         address = self._register_worker(msg, ws)
-                    else:
-                        self._handle_worker(address, msg)
+                        continue
+                    try:
+                        apply_worker_op(self.state, address, validate(raw_op, WORKER_OPS))
+                    except InvalidMessage as exc:
+                        log.warning("ignored a bad message from worker %s: %s", address, exc)
+                    except Exception:
+                        log.exception("handling %s from worker %s failed",
+                                      _op_name(raw_op), address)
                 self.flush()
         except ProtocolError as exc:
             log.warning("closing worker connection from %s: %s", peer, exc)
@@ -243,39 +264,20 @@ class Scheduler:
         async with self._workers_changed:
             self._workers_changed.notify_all()
 
-    async def wait_for_workers(self, n: int, timeout: float = 60.0) -> None:
-        """Return once ``n`` workers are connected (raises TimeoutError after ``timeout``)."""
+    async def wait_for_workers(self, n: int, timeout: float | None = 60.0, *,
+                               running: bool = False) -> None:
+        """Return once ``n`` workers are connected (``running``: not retiring); raises
+        TimeoutError after ``timeout`` seconds (None: wait as long as it takes)."""
         if self._workers_changed is None:
             self._workers_changed = asyncio.Condition()
         cond = self._workers_changed
-        async with cond:
-            await asyncio.wait_for(cond.wait_for(lambda: len(self.state.workers) >= n), timeout)
 
-    def _handle_worker(self, address: str, msg: Message) -> None:
-        op = msg["op"]
-        st = self.state
-        if op == "task-finished":
-            st.task_finished(address, msg["key"], msg["nbytes"], msg["type"],
-                             float(msg.get("duration", 0.0)))
-        elif op == "heartbeat-worker":
-            st.worker_heartbeat(address, msg["memory"], msg["executing"], msg["ready"])
-        elif op == "task-erred":
-            st.task_erred(address, msg["key"], bytes(msg["exception"]), msg["traceback"],
-                          msg["text"])
-        elif op == "add-keys":
-            st.add_keys(address, {str(k): int(v) for k, v in msg["keys"].items()})
-        elif op == "lost-keys":
-            st.lost_keys(address, [str(k) for k in msg["keys"]])
-        elif op == "missing-data":
-            st.missing_data(address, msg["key"], msg["dep"], str(msg["worker"]).split(","))
-        elif op == "worker-status":
-            st.worker_status(address, msg["status"], str(msg.get("reason", "")))
-        elif op == "memory-restart":
-            st.memory_restart(address, msg["reason"])
-        elif op == "reschedule":
-            st.reschedule(address, msg["key"])
-        elif op == "register-worker":
-            raise ProtocolError("worker registered twice")
+        def enough() -> bool:
+            workers = self.state.workers.values()
+            return sum(1 for w in workers if not running or w.status != RETIRING) >= n
+
+        async with cond:
+            await asyncio.wait_for(cond.wait_for(enough), timeout)
 
     async def _client_ws(self, request: web.Request) -> web.WebSocketResponse:
         ws = await self._open_ws(request)
@@ -284,8 +286,9 @@ class Scheduler:
         comm: BatchedSend | None = None
         try:
             async for ops in self._frames(ws, CLIENT_OPS, peer):
-                for msg in ops:
+                for raw_op in ops:
                     if client_id is None:
+                        msg = validate(raw_op, CLIENT_OPS)
                         if msg["op"] != "register-client":
                             raise ProtocolError("a client must register first")
                         client_id = msg["client"] or uuid.uuid4().hex
@@ -298,10 +301,14 @@ class Scheduler:
                         self._client_comms[client_id] = comm
                         comm.send({"op": "welcome", "client": client_id,
                                    "address": self.address})
-                    else:
-                        reply = await self._handle_client(client_id, msg)
-                        if reply is not None and comm is not None:
-                            comm.send(reply)
+                        continue
+                    assert comm is not None
+                    if _is_big_graph(raw_op):
+                        await self._update_graph_in_chunks(client_id, raw_op, comm)
+                        continue
+                    reply = self._client_op(client_id, raw_op, comm)
+                    if reply is not None:
+                        comm.send(reply)
                 self.flush()
         except ProtocolError as exc:
             log.warning("closing client connection from %s: %s", peer, exc)
@@ -311,6 +318,8 @@ class Scheduler:
             if client_id is not None and comm is not None:
                 if self._client_comms.get(client_id) is comm:
                     del self._client_comms[client_id]
+                    for task in self._requests.pop(client_id, set()):
+                        task.cancel()  # nobody is left to answer
                 await comm.close()
                 self._expire_client_later(client_id)
         return ws
@@ -330,30 +339,75 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         self._client_expiry[client_id] = loop.call_later(self.client_grace, expire)
 
-    async def _handle_client(self, client_id: str, msg: Message) -> Message | None:
-        op = msg["op"]
-        st = self.state
-        if op == "update-graph":
-            st.update_graph(client_id, msg["tasks"], [str(k) for k in msg["wants"]])
-        elif op == "release-keys":
-            st.release_keys(client_id, [str(k) for k in msg["keys"]])
-        elif op == "cancel-keys":
-            st.cancel_keys(client_id, [str(k) for k in msg["keys"]])
-        elif op == "replicate":
-            st.replicate([str(k) for k in msg["keys"]], msg["n"])
-        elif op == "who-has":
-            return {"op": "reply", "id": msg["id"], "result": st.who_has(msg["keys"])}
-        elif op == "info":
-            return {"op": "reply", "id": msg["id"], "result": self.snapshot()}
-        elif op == "retire":
-            names = [str(n) for n in msg["names"]] or None
-            n = msg["n"] if names is None else None
+    def _client_op(self, client_id: str, raw_op: Any, comm: BatchedSend) -> Message | None:
+        """One client operation: its reply, or an error naming the cause (see handlers)."""
+        try:
+            msg = validate(raw_op, CLIENT_OPS)
+            if msg["op"] in WAITING_OPS:
+                self._spawn_request(client_id, msg, comm)
+                return None
+            return apply_client_op(self.state, client_id, msg, self.snapshot)
+        except InvalidMessage as exc:
+            log.warning("bad message from client %s: %s", client_id, exc)
+            return error_for(raw_op, exc)
+        except Exception as exc:
+            log.exception("handling %s from client %s failed", _op_name(raw_op), client_id)
+            return error_for(raw_op, exc)
+
+    async def _update_graph_in_chunks(self, client_id: str, raw_op: Any,
+                                      comm: BatchedSend) -> None:
+        """A large update-graph, its wants taken ``GRAPH_CHUNK`` at a time with a yield to
+        the event loop in between: other clients and workers are served meanwhile (this
+        client's next operations wait, so its order is kept)."""
+        try:
+            msg = validate(raw_op, CLIENT_OPS)
+            created = self.state.add_tasks(client_id, msg["tasks"])
+        except Exception as exc:
+            if not isinstance(exc, InvalidMessage | ProtocolError):
+                log.exception("handling update-graph from client %s failed", client_id)
+            comm.send(error_for(raw_op, exc))
+            return
+        wants = msg["wants"]
+        try:
+            for i in range(0, len(wants), GRAPH_CHUNK):
+                if client_id not in self.state.clients:
+                    return  # it went away meanwhile (and its tasks with it)
+                self.state.client_wants(client_id, wants[i:i + GRAPH_CHUNK])
+                self.flush()
+                await asyncio.sleep(0)
+        except Exception as exc:
+            log.exception("handling update-graph from client %s failed", client_id)
+            comm.send(error_for(raw_op, exc))
+        finally:
+            self.state.forget_unwanted(created)
+            self.flush()
+
+    def _spawn_request(self, client_id: str, msg: Message, comm: BatchedSend) -> None:
+        async def run() -> None:
             try:
-                result: Any = await self.retire(names=names, n=n)
-            except RetireError as exc:
-                result = {"error": str(exc)}
-            return {"op": "reply", "id": msg["id"], "result": result}
-        return None
+                result = await self._waiting_request(msg)
+                comm.send({"op": "reply", "id": msg["id"], "result": result})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("%s from client %s failed", msg["op"], client_id)
+                comm.send(error_for(msg, exc))
+
+        task = asyncio.get_running_loop().create_task(run())
+        tasks = self._requests.setdefault(client_id, set())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _waiting_request(self, msg: Message) -> Any:
+        if msg["op"] == "wait-for-workers":
+            await self.wait_for_workers(msg["n"], timeout=None, running=True)
+            return len(self.state.workers)
+        names = [str(n) for n in msg["names"]] or None
+        n = msg["n"] if names is None else None
+        try:
+            return await self.retire(names=names, n=n)
+        except RetireError as exc:
+            return {"error": str(exc)}
 
     # ------------------------------------------------------------------ HTTP API
 
@@ -385,11 +439,14 @@ class Scheduler:
         if not retirement.finished:
             try:
                 await asyncio.wait_for(done, timeout)
-            except TimeoutError:
-                for ws in retirement.workers:
-                    if ws.status == RETIRING and ws.address in self.state.workers:
-                        ws.status = "running"
-                raise RetireError(f"retirement did not finish within {timeout} s") from None
+            except (TimeoutError, asyncio.CancelledError) as exc:
+                closing = cancel_retirement(self.state, retirement)
+                self.flush()
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                already = f"; {', '.join(closing)} had been told to close" if closing else ""
+                raise RetireError(f"retirement did not finish within {timeout} s and was "
+                                  f"cancelled{already}") from None
         return retirement.describe()
 
     async def _retire(self, request: web.Request) -> web.Response:
@@ -527,6 +584,18 @@ class Scheduler:
         await resp.write_eof()
         return resp
 
+    def _free_on_workers(self, holders: dict[str, str]) -> None:
+        """Tell workers to drop keys the scheduler never registered (``{key: address}``),
+        unless the key is known meanwhile (then it is someone's data)."""
+        by_worker: dict[str, list[str]] = {}
+        for key, address in holders.items():
+            if key not in self.state.tasks:
+                by_worker.setdefault(address, []).append(key)
+        for address, keys in by_worker.items():
+            comm = self._worker_comms.get(address)
+            if comm is not None:
+                comm.send({"op": "free-keys", "keys": keys})
+
     async def _scatter(self, request: web.Request) -> web.Response:
         client_id = request.query.get("client", "")
         if not client_id:
@@ -553,7 +622,12 @@ class Scheduler:
                                              data=body) as resp:
                     resp.raise_for_status()
                     stored = await resp.json()
-            except (aiohttp.ClientError, OSError) as exc:
+            except (aiohttp.ClientError, OSError, ValueError) as exc:
+                # All or nothing: what reached other workers (and maybe part of this batch)
+                # would be held by no one, so it is freed again.
+                self._free_on_workers({**{k: a for k, v in placed.items()
+                                          for a in v["workers"]},
+                                       **dict.fromkeys(batch, address)})
                 return web.json_response({"error": f"worker {address}: {exc}"}, status=502)
             for key, info in stored.items():
                 placed[key] = {**info, "workers": [address]}
@@ -565,6 +639,20 @@ class Scheduler:
         self.flush()
         return web.json_response({k: {"nbytes": v["nbytes"], "type": v["type"]}
                                   for k, v in placed.items()})
+
+
+#: Wants of one update-graph handled per event-loop turn (about 50 ms of work or less).
+GRAPH_CHUNK = 2000
+
+
+def _is_big_graph(raw_op: Any) -> bool:
+    return (isinstance(raw_op, dict) and raw_op.get("op") == "update-graph"
+            and isinstance(raw_op.get("wants"), list) and len(raw_op["wants"]) > GRAPH_CHUNK)
+
+
+def _op_name(raw_op: Any) -> str:
+    op = raw_op.get("op") if isinstance(raw_op, dict) else None
+    return op[:64] if isinstance(op, str) else "an operation"
 
 
 def encode_ops(*msgs: Message) -> bytes:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import DataLostError, KilledWorkerError
+from ..errors import DataLostError, KilledWorkerError, ProtocolError
 from .core import SchedulerCore
 from .model import (
     ERRED,
@@ -67,18 +67,40 @@ class SchedulerState(SchedulerCore):
     def update_graph(self, client_id: str, tasks: list[dict[str, Any]], wants: list[str]) -> None:
         """New tasks from a client, and the keys it now holds futures for.
 
-        Each task is ``{"key", "run_spec", "deps", "priority"}``; a key that already exists is
-        reused (pure calls deduplicate).
+        Each task is ``{"key", "run_spec", "deps", "priority"}`` (checked by
+        :mod:`memkube.protocol`); a key that already exists is reused as it is (pure calls
+        deduplicate; its dependencies stay its own). The graph is checked whole before
+        anything changes: a cycle raises :class:`~memkube.errors.ProtocolError` naming a key
+        on it, and the state is left as it was. New tasks that nothing wants or depends on
+        are forgotten at once.
         """
-        self.add_client(client_id)
-        created = []
-        for spec in tasks:  # create all first: dependencies may come later in the list
+        created = self.add_tasks(client_id, tasks)
+        self.client_wants(client_id, wants)
+        self.forget_unwanted(created)
+
+    def add_tasks(self, client_id: str, tasks: list[dict[str, Any]]) -> list[TaskState]:
+        """The first half of :meth:`update_graph`: check and create the tasks, want none.
+
+        Returns the tasks created; hand them to :meth:`forget_unwanted` once the client's
+        wants are in (the shell adds large wants in chunks, letting others in between).
+        """
+        fresh: dict[str, dict[str, Any]] = {}
+        for spec in tasks:
             key = spec["key"]
             ts = self.tasks.get(key)
+            if key not in fresh and (ts is None or (
+                    ts.run_spec is None and not ts.who_has and not ts.dependents)):
+                fresh[key] = spec
+        _check_acyclic(fresh)
+        self.add_client(client_id)
+        created = []
+        for key, spec in fresh.items():
+            ts = self.tasks.get(key)
             if ts is None:
-                ts = TaskState(key, spec.get("run_spec"), tuple(spec.get("priority") or ()))
+                ts = TaskState(key, spec["run_spec"], tuple(spec.get("priority") or ()),
+                               owner=client_id)
                 self.tasks[key] = ts
-            elif ts.run_spec is None and spec.get("run_spec") is not None and not ts.who_has:
+            else:  # a key whose data was lost and that could not be recomputed, until now
                 ts.run_spec = spec["run_spec"]
             created.append((ts, spec.get("deps") or ()))
         for ts, dep_keys in created:
@@ -91,7 +113,13 @@ class SchedulerState(SchedulerCore):
                     self._fail(dep, DataLostError(f"dependency {dep_key!r} was released"))
                 ts.dependencies.add(dep)
                 dep.dependents.add(ts)
-        self.client_wants(client_id, wants)
+        return [ts for ts, _ in created]
+
+    def forget_unwanted(self, created: list[TaskState]) -> None:
+        """Forget tasks of a graph that nothing wants or depends on."""
+        for ts in created:
+            if ts.state == RELEASED and self.tasks.get(ts.key) is ts:
+                self._forget_if_unreferenced(ts)
 
     def client_wants(self, client_id: str, keys: Iterable[str]) -> None:
         cs = self.clients[client_id]
@@ -217,12 +245,14 @@ class SchedulerState(SchedulerCore):
                 ts.state = RELEASED
                 if self._needed(ts):
                     self._ensure_computed(ts)
+        lost = []
         for ts in list(ws.has_what):
             self.remove_replica(ts, ws)
             if ts.state == MEMORY and not ts.who_has:
-                self._key_lost(ts)
+                lost.append(ts)
             elif ts.state == MEMORY:
                 self._check_replication(ts)
+        self._keys_lost(lost)
         for ts in self.tasks.values():
             ts.replicating_to.discard(ws)
         self._fill_workers()
@@ -393,3 +423,33 @@ class SchedulerState(SchedulerCore):
         ts.state = RELEASED
         if self._needed(ts):
             self._ensure_computed(ts)
+
+
+def _check_acyclic(specs: dict[str, dict[str, Any]]) -> None:
+    """Raise ProtocolError if the new tasks ``specs`` depend on each other in a cycle.
+
+    Only new tasks get dependencies (an existing key keeps its own), so a cycle can only
+    run through them. Iterative: graphs of any depth.
+    """
+    done: set[str] = set()
+    on_path: set[str] = set()
+    for start in specs:
+        if start in done:
+            continue
+        stack: list[tuple[str, bool]] = [(start, False)]
+        while stack:
+            key, leaving = stack.pop()
+            if leaving:
+                on_path.discard(key)
+                done.add(key)
+                continue
+            if key in done:
+                continue
+            on_path.add(key)
+            stack.append((key, True))
+            for dep in specs[key].get("deps") or ():
+                if dep in on_path:
+                    raise ProtocolError(
+                        f"update-graph: the tasks have a cycle through key {dep[:200]!r}")
+                if dep in specs and dep not in done:
+                    stack.append((dep, False))
