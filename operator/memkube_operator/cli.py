@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+METRICS_TOKEN_ENV = "MEMKUBE_OPERATOR_METRICS_TOKEN"
+"""The token new pools accept on ``GET /metrics`` (the chart sets it from ``tokenSecret``)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``memkube operator``; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -106,6 +110,8 @@ def _run(args: argparse.Namespace) -> int:
         namespaces=tuple(args.namespace),
         standalone=args.peering is None,
         liveness_endpoint=args.liveness,
+        # From the environment only (a flag would show the token in the process list).
+        metrics_token=os.environ.get(METRICS_TOKEN_ENV) or None,
     )
     clusterwide = args.all_namespaces or not config.namespaces
     asyncio.run(

@@ -24,6 +24,8 @@ from .settings import OperatorConfig
 
 log = logging.getLogger(__name__)
 RESOURCE = (GROUP, VERSION, PLURAL)
+DELETION_POLL_SECONDS = 1.0
+"""How soon kopf re-checks a deleted pool whose timer was still running a pass."""
 
 
 def default_login() -> kopf.ConnectionInfo:
@@ -43,6 +45,11 @@ def configure_kopf(settings: kopf.OperatorSettings, config: OperatorConfig) -> N
     settings.persistence.finalizer = f"{GROUP}/operator"
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
+    # A pool deleted while its resync timer is mid-pass: kopf keeps the finalizer until the
+    # timer exits and, as timers take no cancellation timeout, looks again only after this
+    # many seconds (its default, 60 s, made deletion hang for a minute). Each look is one
+    # small patch of the pool, so a short bound is cheap.
+    settings.background.cancellation_polling = DELETION_POLL_SECONDS
     settings.peering.standalone = config.standalone
 
 

@@ -226,7 +226,7 @@ class Reconciler:
             SECRETS,
             pool.namespace,
             naming.secret_name(pool.name),
-            build_token_secret(pool, secrets.token_urlsafe(32)),
+            build_token_secret(pool, secrets.token_urlsafe(32), self.config.metrics_token),
         )
         encoded = (secret.get("data") or {}).get("token")
         if encoded is None:

@@ -84,5 +84,9 @@ class OperatorConfig:
     standalone: bool = True
     """Run without kopf peering (one replica, no peering CRD needed)."""
 
+    metrics_token: str | None = None
+    """Token that opens only ``GET /metrics``, written into every new pool's Secret (key
+    ``metrics-token``) and so into its pods as ``MEMKUBE_METRICS_TOKEN``; None: none."""
+
     liveness_endpoint: str | None = None
     """``http://0.0.0.0:8080/healthz`` style URL for the kubelet's liveness probe, or None."""

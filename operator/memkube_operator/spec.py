@@ -30,7 +30,9 @@ MAX_NAME = 47
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 MIN_MEMORY = 64 * 2**20
 MIN_SPILL = 64 * 2**20
-RESERVED_ENV = frozenset({"MEMKUBE_TOKEN", "POD_NAME", "POD_IP", "NODE_NAME", "POD_NAMESPACE"})
+RESERVED_ENV = frozenset(
+    {"MEMKUBE_TOKEN", "MEMKUBE_METRICS_TOKEN", "POD_NAME", "POD_IP", "NODE_NAME", "POD_NAMESPACE"}
+)
 
 
 class SpecError(ValueError):

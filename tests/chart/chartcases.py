@@ -72,6 +72,19 @@ VALID: dict[str, dict[str, Any]] = {
     },
 }
 
+# Value sets the schema accepts but the templates refuse, with a part of the refusal.
+REFUSED: dict[str, tuple[dict[str, Any], str]] = {
+    "two-metrics-tokens": (
+        {
+            "metrics": {
+                "serviceMonitor": {"enabled": True, "tokenSecret": {"name": "a", "key": "t"}},
+                "podMonitor": {"enabled": True, "tokenSecret": {"name": "b", "key": "t"}},
+            }
+        },
+        "must name the same Secret and key",
+    ),
+}
+
 # Value sets the schema must refuse, with the JSON pointer Helm names in its refusal.
 INVALID: dict[str, tuple[dict[str, Any], str]] = {
     "two-operators": ({"operator": {"replicas": 2}}, "/operator/replicas"),

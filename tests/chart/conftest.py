@@ -17,7 +17,7 @@ import yaml
 # pytest runs with --import-mode=importlib: this tier's helper modules sit beside it.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chartcases import CHART, INVALID, NAMESPACE, RELEASE, VALID
+from chartcases import CHART, INVALID, NAMESPACE, REFUSED, RELEASE, VALID
 from helmrender import render_cases
 
 
@@ -29,8 +29,9 @@ def _case(values: dict[str, Any]) -> dict[str, Any]:
 def helm_results(control_plane: Any) -> dict[str, Any]:
     """Lint plus every VALID and INVALID value set, installed by Helm into the session's real
     API server (and uninstalled again) in one child process."""
-    names = [*VALID, *INVALID]
+    names = [*VALID, *INVALID, *REFUSED]
     cases = [_case(VALID[n]) for n in VALID] + [_case(INVALID[n][0]) for n in INVALID]
+    cases += [_case(REFUSED[n][0]) for n in REFUSED]
     lint, *results = render_cases(CHART, cases, lint=True, plane=control_plane)
     return {"lint": lint["lint"], **dict(zip(names, results, strict=True))}
 

@@ -239,6 +239,8 @@ async def record_operator_session(
                 scheduler=SchedulerAccess(url=lambda *_: scheduler_url, request_timeout=5.0),
                 reconciling=Reconciling(resync_seconds=2.0, retry_delay=0.5),
                 namespaces=watch,
+                # The pool Secret then holds a metrics token the pods reference.
+                metrics_token="scrape-only",
             )
 
             def login() -> kopf.ConnectionInfo:

@@ -265,6 +265,15 @@ def test_monitors_scrape_schedulers_and_workers(rendered: dict[str, Any]) -> Non
         assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
 
 
+def test_the_monitors_token_reaches_the_operator(rendered: dict[str, Any]) -> None:
+    # The operator copies it into each pool's Secret, from where pods read it.
+    assert _env(_operator(rendered["everything-on"]))["MEMKUBE_OPERATOR_METRICS_TOKEN"] == {
+        "secretKeyRef": {"name": "memkube-metrics", "key": "token"}
+    }
+    for case in ("namespaced-with-policy-and-monitors", "policy-watching-everything"):
+        assert "MEMKUBE_OPERATOR_METRICS_TOKEN" not in _env(_operator(rendered[case]))
+
+
 def test_bring_your_own_account_renders_no_rbac(rendered: dict[str, Any]) -> None:
     objects = rendered["bring-your-own-account"]
     kinds = {o["kind"] for o in objects}

@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from chartcases import CHART, INVALID, VALID
+from chartcases import CHART, INVALID, REFUSED, VALID
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -47,6 +47,12 @@ def test_helm_refuses_invalid_values(helm_results: dict[str, Any], case: str) ->
     error = helm_results[case].get("error", "")
     assert "values don't meet the specifications of the schema" in error
     assert pointer in error
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_templates_refuse_inconsistent_values(helm_results: dict[str, Any], case: str) -> None:
+    _, message = REFUSED[case]
+    assert message in helm_results[case].get("error", "")
 
 
 @pytest.mark.parametrize("case", INVALID)

@@ -113,6 +113,10 @@ class FakeScheduler:
     pool: str
     token: Callable[[], str | None]
     refuse: bool = False
+    stall: float = 0.0
+    """Seconds every pool snapshot is held back (a scheduler too busy to answer)."""
+    stalled: int = 0
+    """Snapshot requests that arrived while stalling."""
     retire_calls: list[dict[str, Any]] = field(default_factory=list)
     reports: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
@@ -134,6 +138,9 @@ class FakeScheduler:
     async def _pool(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return web.json_response({"error": "unauthorized"}, status=401)
+        if self.stall:
+            self.stalled += 1
+            await asyncio.sleep(self.stall)
         workers = [
             {"name": n, "status": "running", "memory": {"state": "normal", "managed": 100}}
             for n in self.workers()

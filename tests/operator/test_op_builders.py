@@ -11,7 +11,7 @@ from memkube_operator import naming
 from memkube_operator.builders import build_all, build_worker_pod
 from memkube_operator.builders.worker import worker_resources
 from memkube_operator.settings import PodDefaults
-from memkube_operator.spec import parse_pool
+from memkube_operator.spec import SpecError, parse_pool
 from opcases import pool_body
 
 MEDIA = ["Disk", "Memory", "PersistentVolume", "None"]
@@ -149,8 +149,33 @@ def test_pods_are_locked_down_and_get_their_identity_from_the_downward_api() -> 
 
 
 def test_the_token_is_never_inline() -> None:
-    objects = build_all(_pool(), PodDefaults(), "very-secret-token")
-    assert "very-secret-token" not in repr([o for o in objects if o["kind"] != "Secret"])
+    objects = build_all(_pool(), PodDefaults(), "very-secret-token", "metrics-secret")
+    pods = repr([o for o in objects if o["kind"] != "Secret"])
+    assert "very-secret-token" not in pods and "metrics-secret" not in pods
+
+
+def test_scheduler_and_workers_read_the_metrics_token_from_the_pool_secret() -> None:
+    objects = build_all(_pool(), PodDefaults(), "t", "m-token")
+    (secret,) = [o for o in objects if o["kind"] == "Secret"]
+    assert secret["data"] == {"token": "dA==", "metrics-token": "bS10b2tlbg=="}
+    pods = [o for o in objects if o["kind"] == "Pod"]
+    components = {p["metadata"]["labels"]["app.kubernetes.io/component"] for p in pods}
+    assert components == {"scheduler", "worker"}
+    for pod in pods:
+        env = {e["name"]: e.get("valueFrom") for e in _container(pod)["env"]}
+        assert env["MEMKUBE_METRICS_TOKEN"] == {
+            "secretKeyRef": {"name": "demo-token", "key": "metrics-token", "optional": True}
+        }
+
+
+def test_without_a_metrics_token_the_secret_holds_only_the_pool_token() -> None:
+    (secret,) = [o for o in build_all(_pool(), PodDefaults(), "t") if o["kind"] == "Secret"]
+    assert secret["data"] == {"token": "dA=="}
+
+
+def test_the_metrics_token_cannot_be_overridden_through_the_worker_env() -> None:
+    with pytest.raises(SpecError, match="MEMKUBE_METRICS_TOKEN"):
+        _pool(env=[{"name": "MEMKUBE_METRICS_TOKEN", "value": "x"}])
 
 
 def test_spec_hash_moves_only_with_what_changes_the_pod() -> None:

@@ -5,6 +5,8 @@ writes that status through the pods' status subresource, as a kubelet would."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from typing import Any
 
 from memkube_operator.builders import build_token_secret, build_worker_pod
@@ -262,6 +264,29 @@ async def test_deleting_the_pool_removes_every_child(api: ClusterApi, operator: 
         ),
         timeout=60,
     )
+
+
+async def test_a_pool_deleted_during_a_resync_pass_is_released_promptly(
+    api: ClusterApi, scheduler: FakeScheduler
+) -> None:
+    # kopf keeps its finalizer until the resync timer has exited; a timer busy with a pass
+    # (here: waiting on a slow scheduler) used to push the next look to 60 s later.
+    config = operator_config(lambda *_: scheduler.url)
+    config = replace(config, scheduler=replace(config.scheduler, request_timeout=30.0))
+    async with running_operator(api, config):
+        await ready_pool(api, replicas=1)
+        scheduler.stall = 6.0
+        seen = scheduler.stalled
+        await until(api, lambda: scheduler.stalled > seen)
+        # Passes are serialized per pool: whichever holds the scheduler now, a resync timer
+        # that fired (every 2 s) waits behind it, so the timer is running at the deletion.
+        await asyncio.sleep(2.5)
+        api.delete_object(GROUP, VERSION, PLURAL, api.ns, "demo")
+        scheduler.stall = 0.0
+        # The pass in progress ends within one stall (6 s); the deletion must follow then.
+        await until(
+            api, lambda: api.get_object(GROUP, VERSION, PLURAL, api.ns, "demo") is None, 40.0
+        )
 
 
 async def test_an_operator_restarted_halfway_finishes_without_duplicates(

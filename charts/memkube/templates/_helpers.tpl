@@ -88,3 +88,23 @@ matchExpressions:
 {{/* Port names: the scheduler Service's port, and the worker container's port. */}}
 {{- define "memkube.schedulerServicePortName" -}}memkube{{- end }}
 {{- define "memkube.workerPortName" -}}worker{{- end }}
+
+{{/*
+The Secret (release namespace) holding the token that opens only GET /metrics, as JSON
+{name, key}, or {} when no enabled monitor names one. The operator copies it into every new
+pool's Secret, so both monitors must use the same one.
+*/}}
+{{- define "memkube.metricsTokenSecret" -}}
+{{- $found := dict }}
+{{- range $kind := list "serviceMonitor" "podMonitor" }}
+{{- $monitor := index $.Values.metrics $kind }}
+{{- if and $monitor.enabled $monitor.tokenSecret $monitor.tokenSecret.name }}
+{{- $ref := dict "name" $monitor.tokenSecret.name "key" $monitor.tokenSecret.key }}
+{{- if and $found (ne (toJson $found) (toJson $ref)) }}
+{{- fail "metrics.serviceMonitor.tokenSecret and metrics.podMonitor.tokenSecret must name the same Secret and key: the operator gives pools one metrics token" }}
+{{- end }}
+{{- $found = $ref }}
+{{- end }}
+{{- end }}
+{{- toJson $found }}
+{{- end }}

@@ -24,10 +24,12 @@ __all__ = [
 ]
 
 
-def build_all(pool: PoolSpec, defaults: PodDefaults, token: str) -> list[Manifest]:
+def build_all(
+    pool: PoolSpec, defaults: PodDefaults, token: str, metrics_token: str | None = None
+) -> list[Manifest]:
     """Every object of a pool in creation order: Secret, scheduler, Service, worker pods."""
     objects = [
-        build_token_secret(pool, token),
+        build_token_secret(pool, token, metrics_token),
         build_scheduler_pod(pool, defaults),
         build_scheduler_service(pool),
     ]

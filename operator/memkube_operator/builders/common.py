@@ -16,6 +16,7 @@ from ..spec import PoolSpec
 
 SCRATCH_VOLUME = "scratch"
 TOKEN_KEY = "token"
+METRICS_TOKEN_KEY = "metrics-token"
 
 
 class ObjectMeta(TypedDict, total=False):
@@ -86,12 +87,26 @@ def container_security() -> dict[str, Any]:
 
 
 def base_env(pool: PoolSpec) -> list[dict[str, Any]]:
-    """The token from the pool's Secret and the pod's identity from the downward API."""
+    """The tokens from the pool's Secret and the pod's identity from the downward API.
+
+    The metrics token is optional: the Secret holds it only when the operator was given one
+    (the chart's ``metrics.*.tokenSecret``), and without it ``/metrics`` takes the pool token.
+    """
     return [
         {
             "name": "MEMKUBE_TOKEN",
             "valueFrom": {
                 "secretKeyRef": {"name": naming.secret_name(pool.name), "key": TOKEN_KEY}
+            },
+        },
+        {
+            "name": "MEMKUBE_METRICS_TOKEN",
+            "valueFrom": {
+                "secretKeyRef": {
+                    "name": naming.secret_name(pool.name),
+                    "key": METRICS_TOKEN_KEY,
+                    "optional": True,
+                }
             },
         },
         _field_env("POD_NAME", "metadata.name"),
