@@ -187,3 +187,10 @@ def test_resume_resets_escalation() -> None:
     assert kinds(policy.step(reading(t=1.6, process=500))) == [Resume]
     assert kinds(policy.step(reading(t=10, process=850))) == [Pause]
     assert policy.step(reading(t=10.5, process=850)) == []  # the clock started again
+
+
+def test_the_manager_is_off_only_when_every_threshold_is_disabled() -> None:
+    # `memkube worker` runs without its memory guard exactly then (the kernel acts instead).
+    assert Thresholds(None, None, None, None).all_disabled
+    assert not Thresholds().all_disabled
+    assert not Thresholds(None, None, None, 0.95).all_disabled

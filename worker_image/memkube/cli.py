@@ -137,6 +137,12 @@ def run_worker(args: argparse.Namespace) -> int:
         limit=args.memory_limit, target=args.memory_target, spill=args.memory_spill,
         pause=args.memory_pause, terminate=args.memory_terminate, max_spill=args.max_spill,
         spill_dir=args.spill_dir, compression=args.spill_compression, config_file=args.config)
+    if args.guard and memory.thresholds.all_disabled and not guarded_child():
+        # Switched off means off: no spilling, no pause, no restart, and no guard either, so
+        # the kernel is the one that acts (what a user who opts out gets, and what the
+        # side-by-side OOM scenario shows).
+        log.warning("memory manager switched off (every threshold disabled): no memory guard")
+        args.guard = False
     if args.guard and not guarded_child():
         from .guard.policy import GuardConfig
         from .guard.report import KillReporter

@@ -39,6 +39,11 @@ class Thresholds:
     pause: float | None = 0.8  # process memory: start no task, accept no transfer
     terminate: float | None = 0.95  # process memory: restart the worker
 
+    @property
+    def all_disabled(self) -> bool:
+        """Every threshold off: the memory manager is switched off (nothing spills or acts)."""
+        return all(t is None for t in (self.target, self.spill, self.pause, self.terminate))
+
 
 @dataclass(frozen=True)
 class Escalation:
