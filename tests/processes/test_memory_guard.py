@@ -8,6 +8,7 @@ of worker restarts is what the class allows.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import memkube
@@ -116,3 +117,25 @@ def test_a_task_larger_than_the_limit_fails_clearly_and_the_pool_goes_on(
     assert 1 <= one_thread.restarts() <= 2  # at most two tries
     assert client.submit(numpy_temp, 1, 100).result(timeout=60) == pytest.approx(
         expected_numpy(1))
+
+
+def test_switched_off_means_nothing_spills_and_the_kernel_judges() -> None:
+    # Every threshold disabled: no guard, no spill (admission's spill-first included), so
+    # the worker holds what it is given — past its own limit, and then into the kernel's.
+    off = [f"--memory-{name}=none" for name in ("target", "spill", "pause", "terminate")]
+    with LocalCluster(n_workers=1, memory_limit="200MB", cgroup=True,
+                      memory_overhead=300 * MB, worker_args=off, restart_workers=False,
+                      log_level="ERROR") as cluster, Client(cluster) as client:
+        (wp,) = cluster.workers.values()
+        assert wp.cgroup is not None
+        data = client.map(held, range(40))  # 320 MB: past the 200 MB limit, inside 500 MB
+        memkube.wait(data, timeout=120)
+        (figures,) = [w["memory"] for w in client.scheduler_info()["workers"].values()]
+        assert figures["spill_count"] == 0 and figures["spilled"] == 0, figures
+        assert wp.cgroup.oom_kills() == 0
+        more = client.map(held, range(40, 100))  # 800 MB in all: the kernel must say no
+        deadline = time.monotonic() + 120
+        while wp.cgroup.oom_kills() == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert wp.cgroup.oom_kills() >= 1
+        del data, more

@@ -306,9 +306,9 @@ class Worker:
     def _room(self) -> Room:
         config = self.memory.config
         limit = config.limit
-        if limit is None:
-            return Room(None, 0, 0, 0)
         t = config.thresholds
+        if limit is None or t.all_disabled:  # switched off: admit everything, spill nothing
+            return Room(None, 0, 0, 0)
         line = next((f for f in (t.terminate, t.pause) if f is not None), 1.0)
         r = self.memory.reading()
         used = int(self.memory.policy.fraction(r) * limit)
