@@ -33,7 +33,7 @@ import cloudpickle
 from aiohttp import web
 
 from ..addresses import Address, parse_address
-from ..errors import CommError, TaskError
+from ..errors import CommError, SpillError, TaskError
 from ..memory import MemoryConfig, WorkerMemory, sizeof
 from ..protocol import MAX_FRAME, BatchedSend, Message, ops_allowed, receive_ops
 from ..security import Auth, TLSConfig
@@ -41,6 +41,7 @@ from ..serving import peer_session, start_server
 from ..taskspec import execute
 from .admission import Room
 from .guardlink import GuardLink, take_kill_report
+from .intake import Intake, next_batch, shortfall, to_disk, unlimited
 from .peak import PeakMeter
 from .prefetch import Prefetcher
 from .routes import data_routes
@@ -259,10 +260,10 @@ class Worker:
                     self._send(msg)
                 case Execute(key):
                     self._execute(self.state.executing[key])
-                case Fetch(who_has):
-                    self._spawn(self._fetch(who_has))
+                case Fetch(who_has, nbytes):
+                    self._spawn(self._fetch(who_has, nbytes))
                 case Free(keys):
-                    self._loop.run_in_executor(self.io_executor, self._free, keys)
+                    self._free(keys)
                 case SpillFirst(nbytes):
                     self._spawn(self._spill_first(nbytes))
                 case Restart(reason):
@@ -290,18 +291,30 @@ class Worker:
         loop.call_soon_threadsafe(self._send, {"op": "lost-keys", "keys": list(keys)})
 
     def forget(self, key: str) -> None:
-        self._free([key])
+        """Drop ``key`` here (thread-safe: called from I/O threads too)."""
+        data = self.memory.data
+        try:
+            blob = data.detach(key)
+        except KeyError:
+            return
+        if blob is not None:
+            data.discard(blob)
 
     def _free(self, keys: list[str]) -> None:
-        # Values in memory first: their memory comes back at once, while unlinking a large
-        # spill file takes milliseconds each.
+        """On the event loop: the keys are gone at once (so a copy asked for right after
+        is fetched anew, not reported as held while its deletion waits for a thread);
+        their spill files are deleted in an I/O thread (milliseconds each)."""
         data = self.memory.data
-        keys = sorted(keys, key=lambda k: not data.in_memory(k))
+        blobs = []
         for key in keys:
-            try:  # not .pop(): that would read a spilled value back just to drop it
-                del self.memory.data[key]
+            try:
+                blob = data.detach(key)
             except KeyError:
-                pass  # freed twice (released and cancelled), or never stored
+                continue  # freed twice (released and cancelled), or never stored
+            if blob is not None:
+                blobs.append(blob)
+        if blobs:
+            self._loop.run_in_executor(self.io_executor, _discard_all, data, blobs)
 
     def _room(self) -> Room:
         config = self.memory.config
@@ -316,52 +329,101 @@ class Worker:
 
     # ------------------------------------------------------------------ dependencies
 
-    async def _fetch(self, who_has: dict[str, list[str]]) -> None:
+    async def _fetch(self, who_has: dict[str, list[str]], nbytes: dict[str, int]) -> None:
         """Fetch and store; any failure fails the waiting tasks instead of stranding them."""
         error = ""
-        fetched: dict[str, int] = {}
+        stored: dict[str, int] = {}  # reported batch by batch as they are stored
+        deferred: dict[str, list[str]] = {}
         try:
-            fetched = await self._fetch_keys(who_has)
+            deferred = await self._fetch_keys(who_has, nbytes, stored)
         except Exception as exc:  # noqa: BLE001 - storing failed (disk, memory, unpickling)
             log.error("fetching %d keys failed: %s", len(who_has), exc)
             error = f"{type(exc).__name__}: {exc}"
-        failed = [k for k in who_has if k not in fetched]
-        self._do(self.state.fetch_done(fetched, failed, error))
+        failed = [k for k in who_has if k not in stored and k not in deferred]
+        if failed or deferred:
+            self._do(self.state.fetch_done({}, failed, error, deferred))
 
-    async def _fetch_keys(self, who_has: dict[str, list[str]]) -> dict[str, int]:
-        """Fetch from holders, one batch per peer, falling back to other holders."""
+    async def _fetch_keys(self, who_has: dict[str, list[str]], nbytes: dict[str, int],
+                          stored: dict[str, int]) -> dict[str, list[str]]:
+        """Fetch from holders in batches that fit this worker's memory (:mod:`.intake`),
+        falling back to other holders; each stored batch is reported at once. Returns the
+        keys left for later because the worker paused."""
         assert self._session is not None
         remaining = dict(who_has)
         tried: dict[str, set[str]] = {k: set() for k in who_has}
-        stored: dict[str, int] = {}
         loop = asyncio.get_running_loop()
+        stuck_since: float | None = None
         while remaining:
-            plan: dict[str, list[str]] = {}
+            choice: dict[str, str] = {}
             for key, holders in list(remaining.items()):
                 options = [h for h in holders if h not in tried[key] and h != self.address]
                 if not options:
                     del remaining[key]
                     continue
-                plan.setdefault(options[0], []).append(key)
-                tried[key].add(options[0])
-            if not plan:
+                choice[key] = options[0]
+            if not choice:
                 break
+            wanted = [(k, int(nbytes.get(k, 0))) for k in choice]
+            intake = self._intake()
+            batch = next_batch(wanted, intake)
+            if not batch:
+                if self.state.paused:  # a paused worker takes no transfer until it resumes
+                    return {k: remaining[k] for k in choice}
+                freed = await loop.run_in_executor(
+                    self.io_executor, self.memory.data.spill_bytes,
+                    shortfall(wanted[0][1], intake))
+                if freed:
+                    continue
+                now = time.monotonic()
+                stuck_since = stuck_since or now
+                if now - stuck_since < 5.0:
+                    await asyncio.sleep(0.1)  # the memory manager may spill or pause
+                    continue
+                batch = [wanted[0][0]]  # no room comes: one key, so nothing waits forever
+            stuck_since = None
+            plan: dict[str, list[str]] = {}
+            for key in batch:
+                plan.setdefault(choice[key], []).append(key)
+                tried[key].add(choice[key])
             results = await asyncio.gather(*(
                 fetch_from_peer(self._session, peer, keys) for peer, keys in plan.items()))
             for items, _failed in results:
                 if items:
                     sizes = await loop.run_in_executor(self.io_executor, self._store_frames,
-                                                       items)
+                                                       items, nbytes)
                     stored.update(sizes)
                     for key in sizes:
                         remaining.pop(key, None)
-        return stored
+                    self._do(self.state.fetch_done(sizes))
+        return {}
 
-    def _store_frames(self, items: dict[str, list[memoryview]]) -> dict[str, int]:
+    def _intake(self) -> Intake:
+        config = self.memory.config
+        limit = config.limit
+        t = config.thresholds
+        if limit is None or t.all_disabled:  # switched off: transfers are not bounded
+            return unlimited()
+        line = next((f for f in (t.pause, t.terminate) if f is not None), 1.0)
+        r = self.memory.reading()
+        used = int(self.memory.policy.fraction(r) * limit)
+        return Intake(limit, int(line * limit), used, config.target_bytes, r.managed)
+
+    def _store_frames(self, items: dict[str, list[memoryview]],
+                      nbytes: dict[str, int]) -> dict[str, int]:
+        """Store received values: in memory while they fit under the target, else their
+        frames straight into the spill store (not unpickled). Runs in an I/O thread."""
         from ..serialize import loads
 
         sizes = {}
         for key, frames in items.items():
+            size = int(nbytes.get(key, 0)) or sum(memoryview(f).nbytes for f in frames)
+            if to_disk(size, self._intake()):
+                try:
+                    self.memory.data.put_frames(key, frames)
+                    sizes[key] = size
+                    continue
+                except SpillError as exc:  # full or failing: keep it in memory instead
+                    log.warning("cannot spill fetched %r, keeping it in memory: %s", key, exc)
             value = loads(frames)
             self.memory.data[key] = value
             sizes[key] = sizeof(value)
@@ -488,6 +550,11 @@ class Worker:
         if self._ws is None or self._ws.closed:
             return web.Response(status=503, text="not connected to the scheduler")
         return web.Response(text="ok")
+
+
+def _discard_all(data: Any, blobs: list[Any]) -> None:
+    for blob in blobs:
+        data.discard(blob)
 
 
 def _error_report(key: str, exc: BaseException) -> Message:
