@@ -1,7 +1,8 @@
 """Fetching values from peer workers over HTTP (``POST /data`` with a list of keys).
 
-One request per peer carries many keys; the answer is a bundle of pickle-5 frames
-(:func:`memkube.serialize.pack_bundle`), deserialized in a thread by the caller. A peer that
+One request per peer carries many keys (a batch the caller sized to its memory,
+:mod:`.intake`); the answer is a bundle of pickle-5 frames
+(:func:`memkube.serialize.pack_bundle`), stored in a thread by the caller. A peer that
 cannot be reached, or does not hold a key, is reported back so the caller can try another
 holder and finally tell the scheduler.
 """
