@@ -74,13 +74,13 @@ def test_detach_forgets_at_once_and_the_file_goes_on_discard(tmp_path: Path) -> 
     buf["k"] = b"x" * 10_000
     buf["m"] = b"y" * 10
     (path,) = [p for p in tmp_path.iterdir() if p.name == disk.blob("k").name]
-    blob = buf.detach("k")
+    value, blob = buf.detach("k")
     assert "k" not in buf and path.exists()  # gone for readers; the file is still there
-    assert blob is not None
+    assert value is None and blob is not None  # it was spilled: no value in memory
     buf.discard(blob)
     assert not path.exists()
     with pytest.raises(KeyError):
         buf.detach("k")
     buf2 = SpillBuffer(SpillDisk({}, compression="none"), target=None)
     buf2["v"] = b"z"
-    assert buf2.detach("v") is None and "v" not in buf2  # in memory only: no file
+    assert buf2.detach("v") == (b"z", None) and "v" not in buf2  # in memory only: no file

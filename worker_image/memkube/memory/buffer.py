@@ -234,14 +234,17 @@ class SpillBuffer(MutableMapping[str, Any]):
         if blob is not None:
             self._discard(blob)
 
-    def detach(self, key: str) -> Blob | None:
-        """Forget ``key`` now, without I/O: its value in memory is dropped and its spill
-        file (returned, if any) is left for :meth:`discard` to delete, e.g. in a thread.
+    def detach(self, key: str) -> tuple[Any, Blob | None]:
+        """Forget ``key`` now, without I/O. Returns its value if it was in memory (None
+        otherwise) and its spill file if any, for the caller to let go of elsewhere (a
+        large value's deallocation and :meth:`discard` of the file, e.g. in a thread).
         KeyError if there is no such key."""
         with self._lock:
             if key not in self._versions:
                 raise KeyError(key)
-            return self._forget(key)
+            inflight = self._inflight.get(key)
+            value = self._fast.get(key, inflight.value if inflight is not None else None)
+            return value, self._forget(key)
 
     def discard(self, blob: Blob) -> None:
         """Delete a spill file :meth:`detach` returned."""

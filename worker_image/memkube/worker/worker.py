@@ -294,7 +294,7 @@ class Worker:
         """Drop ``key`` here (thread-safe: called from I/O threads too)."""
         data = self.memory.data
         try:
-            blob = data.detach(key)
+            _, blob = data.detach(key)
         except KeyError:
             return
         if blob is not None:
@@ -302,19 +302,21 @@ class Worker:
 
     def _free(self, keys: list[str]) -> None:
         """On the event loop: the keys are gone at once (so a copy asked for right after
-        is fetched anew, not reported as held while its deletion waits for a thread);
-        their spill files are deleted in an I/O thread (milliseconds each)."""
+        is fetched anew, not reported as held while its deletion waits for a thread); their
+        values are let go of and their spill files deleted in an I/O thread."""
         data = self.memory.data
+        values: list[Any] = []
         blobs = []
         for key in keys:
             try:
-                blob = data.detach(key)
+                value, blob = data.detach(key)
             except KeyError:
                 continue  # freed twice (released and cancelled), or never stored
+            values.append(value)
             if blob is not None:
                 blobs.append(blob)
-        if blobs:
-            self._loop.run_in_executor(self.io_executor, _discard_all, data, blobs)
+        if values:
+            self._loop.run_in_executor(self.io_executor, _let_go, data, values, blobs)
 
     def _room(self) -> Room:
         config = self.memory.config
@@ -552,7 +554,10 @@ class Worker:
         return web.Response(text="ok")
 
 
-def _discard_all(data: Any, blobs: list[Any]) -> None:
+def _let_go(data: Any, values: list[Any], blobs: list[Any]) -> None:
+    """In an I/O thread: the last references to freed values (a large one takes a while
+    to deallocate), then their spill files (milliseconds each)."""
+    values.clear()
     for blob in blobs:
         data.discard(blob)
 
