@@ -7,6 +7,7 @@ from memkube.worker.admission import Room
 from memkube.worker.intake import (
     BATCH_SHARE,
     Intake,
+    expected,
     next_batch,
     shortfall,
     to_disk,
@@ -42,6 +43,17 @@ def test_no_batch_while_the_next_key_would_reach_the_pause_line() -> None:
     assert next_batch(wanted, reading(used=210 * MB)) == []  # above it: paused anyway
     assert shortfall(8 * MB, reading(used=200 * MB)) > 3 * MB  # what to spill first
     assert shortfall(8 * MB, reading(used=60 * MB)) == 0
+
+
+def test_concurrent_fetches_share_the_room() -> None:
+    wanted = [(f"k{i}", 8 * MB) for i in range(50)]
+    busy = Intake(LIMIT, pause=int(0.8 * LIMIT), used=150 * MB, target=int(0.6 * LIMIT),
+                  managed=0, incoming=32 * MB)  # another fetch's batch is on its way
+    assert next_batch(wanted, busy) == ["k0", "k1"]  # 54.8 MB of room less 32 MB
+    fuller = Intake(LIMIT, pause=int(0.8 * LIMIT), used=150 * MB, target=int(0.6 * LIMIT),
+                    managed=0, incoming=50 * MB)
+    assert next_batch(wanted, fuller) == []  # waits for the other batch to land
+    assert expected([8 * MB, 0], busy) == 8 * MB + busy.share  # unknown: a whole share
 
 
 def test_a_key_larger_than_the_share_comes_alone() -> None:

@@ -11,6 +11,10 @@ waits, or defers the keys until the worker resumes). :func:`to_disk` decides whe
 memory while it fits under the target (the line above which the buffer spills anyway),
 else its received frames go straight into the spill store, never unpickled.
 
+Batches of concurrent fetches (each compute-task's inputs, each acquire-replicas) share
+the room: the shell counts the bytes of batches on their way (``incoming``) and a batch
+waits while they take the room.
+
 No I/O: the shell reads the :class:`Intake` figures and carries the decisions out.
 """
 
@@ -32,13 +36,19 @@ class Intake:
     used: int  # what the worker uses now (the worse of RSS and the cgroup's share)
     target: int | None  # what values in memory may reach before the buffer spills
     managed: int  # what values in memory take now
+    incoming: int = 0  # bytes of batches already on their way here (other fetches)
 
     @property
     def room(self) -> int:
         """Bytes a batch may bring in now: below the pause line, within the batch share."""
         if self.limit is None:
             return 1 << 62
-        return min(self.pause - self.used, int(self.limit * BATCH_SHARE))
+        return min(self.pause - self.used - self.incoming, self.share)
+
+    @property
+    def share(self) -> int:
+        """The most one batch may carry: :data:`BATCH_SHARE` of the limit."""
+        return 1 << 62 if self.limit is None else max(1, int(self.limit * BATCH_SHARE))
 
 
 def unlimited() -> Intake:
@@ -56,7 +66,9 @@ def next_batch(wanted: Sequence[tuple[str, int]], intake: Intake) -> list[str]:
     if not wanted:
         return []
     room = intake.room
-    if intake.limit is not None and intake.used + max(0, wanted[0][1]) >= intake.pause:
+    first = wanted[0][1] if wanted[0][1] > 0 else min(intake.share, room)
+    if intake.limit is not None and (
+            intake.used + intake.incoming + max(0, first) >= intake.pause):
         return []
     batch: list[str] = []
     total = 0
@@ -67,6 +79,11 @@ def next_batch(wanted: Sequence[tuple[str, int]], intake: Intake) -> list[str]:
         batch.append(key)
         total += cost
     return batch
+
+
+def expected(sizes: Sequence[int], intake: Intake) -> int:
+    """Bytes a batch of keys of these sizes brings (one of unknown size: the share)."""
+    return sum(n if n > 0 else intake.share for n in sizes)
 
 
 def shortfall(nbytes: int, intake: Intake) -> int:

@@ -41,7 +41,7 @@ from ..serving import peer_session, start_server
 from ..taskspec import execute
 from .admission import Room
 from .guardlink import GuardLink, take_kill_report
-from .intake import Intake, next_batch, shortfall, to_disk, unlimited
+from .intake import Intake, expected, next_batch, shortfall, to_disk, unlimited
 from .peak import PeakMeter
 from .prefetch import Prefetcher
 from .routes import data_routes
@@ -112,6 +112,7 @@ class Worker:
         self._runner: web.AppRunner | None = None
         self._background: list[asyncio.Task[Any]] = []
         self._closing = False
+        self._incoming = 0  # bytes of fetched batches on their way here (see .intake)
         self.finished = asyncio.Event()
         self.exit_code = 0
         self.app = self._make_app()
@@ -371,6 +372,9 @@ class Worker:
             if not batch:
                 if self.state.paused:  # a paused worker takes no transfer until it resumes
                     return {k: remaining[k] for k in choice}
+                if intake.incoming:
+                    await asyncio.sleep(0.05)  # other batches take the room: they land first
+                    continue
                 freed = await loop.run_in_executor(
                     self.io_executor, self.memory.data.spill_bytes,
                     shortfall(wanted[0][1], intake))
@@ -387,16 +391,21 @@ class Worker:
             for key in batch:
                 plan.setdefault(choice[key], []).append(key)
                 tried[key].add(choice[key])
-            results = await asyncio.gather(*(
-                fetch_from_peer(self._session, peer, keys) for peer, keys in plan.items()))
-            for items, _failed in results:
-                if items:
-                    sizes = await loop.run_in_executor(self.io_executor, self._store_frames,
-                                                       items, nbytes)
-                    stored.update(sizes)
-                    for key in sizes:
-                        remaining.pop(key, None)
-                    self._do(self.state.fetch_done(sizes))
+            reserved = expected([int(nbytes.get(k, 0)) for k in batch], intake)
+            self._incoming += reserved
+            try:
+                results = await asyncio.gather(*(
+                    fetch_from_peer(self._session, peer, keys) for peer, keys in plan.items()))
+                for items, _failed in results:
+                    if items:
+                        sizes = await loop.run_in_executor(
+                            self.io_executor, self._store_frames, items, nbytes)
+                        stored.update(sizes)
+                        for key in sizes:
+                            remaining.pop(key, None)
+                        self._do(self.state.fetch_done(sizes))
+            finally:
+                self._incoming -= reserved
         return {}
 
     def _intake(self) -> Intake:
@@ -408,7 +417,8 @@ class Worker:
         line = next((f for f in (t.pause, t.terminate) if f is not None), 1.0)
         r = self.memory.reading()
         used = int(self.memory.policy.fraction(r) * limit)
-        return Intake(limit, int(line * limit), used, config.target_bytes, r.managed)
+        return Intake(limit, int(line * limit), used, config.target_bytes, r.managed,
+                      self._incoming)
 
     def _store_frames(self, items: dict[str, list[memoryview]],
                       nbytes: dict[str, int]) -> dict[str, int]:
