@@ -161,9 +161,10 @@ def _receivers(state: SchedulerCore) -> list[WorkerState]:
             if w.status == RUNNING or (w.status == "paused" and capacity(w) > 0)]
 
 
-def _move(state: SchedulerCore, stranded: list[TaskState]) -> None:
+def _move(state: SchedulerCore, stranded: list[TaskState], leaving: set[WorkerState]) -> None:
     """Ask receivers to copy ``stranded`` keys (those not already on their way), each to
-    the receiver with the most room left, counting the bytes already sent its way."""
+    the receiver with the most room left, counting the bytes of the retiring workers' keys
+    already on their way to it."""
     todo = [ts for ts in stranded
             if not any(w.status != RETIRING for w in ts.replicating_to)]
     if not todo:
@@ -172,7 +173,7 @@ def _move(state: SchedulerCore, stranded: list[TaskState]) -> None:
     if not receivers:
         return
     pending: dict[WorkerState, int] = dict.fromkeys(receivers, 0)
-    for ts in state.tasks.values():
+    for ts in {ts for ws in leaving for ts in ws.has_what}:  # not every task: each heartbeat
         for w in ts.replicating_to:
             if w in pending:
                 pending[w] += ts.nbytes
@@ -197,7 +198,7 @@ def progress_retirements(state: SchedulerCore) -> None:
             if ws.address in retirement.closing:
                 continue
             stranded = [ts for ts in ws.has_what if ts.who_has <= leaving]
-            _move(state, stranded)
+            _move(state, stranded, leaving)
             if not stranded and not ws.processing:
                 retirement.closing.add(ws.address)
                 state.to_worker(ws, {"op": "close-worker", "reason": "retired"})
