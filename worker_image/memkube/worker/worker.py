@@ -33,7 +33,7 @@ import cloudpickle
 from aiohttp import web
 
 from ..addresses import Address, parse_address
-from ..errors import CommError, SpillError, TaskError
+from ..errors import CommError, TaskError
 from ..memory import MemoryConfig, WorkerMemory, sizeof
 from ..protocol import MAX_FRAME, BatchedSend, Message, ops_allowed, receive_ops
 from ..security import Auth, TLSConfig
@@ -41,7 +41,6 @@ from ..serving import peer_session, start_server
 from ..taskspec import execute
 from .admission import Room
 from .guardlink import GuardLink, take_kill_report
-from .intake import Intake, expected, next_batch, shortfall, to_disk, unlimited
 from .peak import PeakMeter
 from .prefetch import Prefetcher
 from .routes import data_routes
@@ -56,7 +55,7 @@ from .state import (
     WorkerState,
     WorkerTask,
 )
-from .transfer import fetch_from_peer
+from .transfer import Transfers
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +98,9 @@ class Worker:
         self.executor = ThreadPoolExecutor(self.nthreads, thread_name_prefix="memkube-task")
         self.io_executor = ThreadPoolExecutor(2, thread_name_prefix="memkube-io")
         self.prefetcher = Prefetcher(self.memory, self.io_executor)
+        self.transfers = Transfers(
+            self.memory, self.io_executor, paused=lambda: self.state.paused,
+            report=lambda sizes: self._do(self.state.fetch_done(sizes)))
         self.address = ""
         self.state = WorkerState(self.nthreads, holds=self.memory.data.__contains__,
                                  room=self._room)
@@ -112,7 +114,6 @@ class Worker:
         self._runner: web.AppRunner | None = None
         self._background: list[asyncio.Task[Any]] = []
         self._closing = False
-        self._incoming = 0  # bytes of fetched batches on their way here (see .intake)
         self.finished = asyncio.Event()
         self.exit_code = 0
         self.app = self._make_app()
@@ -338,108 +339,15 @@ class Worker:
         stored: dict[str, int] = {}  # reported batch by batch as they are stored
         deferred: dict[str, list[str]] = {}
         try:
-            deferred = await self._fetch_keys(who_has, nbytes, stored)
+            assert self._session is not None
+            deferred = await self.transfers.fetch(self._session, self.address, who_has,
+                                                  nbytes, stored)
         except Exception as exc:  # noqa: BLE001 - storing failed (disk, memory, unpickling)
             log.error("fetching %d keys failed: %s", len(who_has), exc)
             error = f"{type(exc).__name__}: {exc}"
         failed = [k for k in who_has if k not in stored and k not in deferred]
         if failed or deferred:
             self._do(self.state.fetch_done({}, failed, error, deferred))
-
-    async def _fetch_keys(self, who_has: dict[str, list[str]], nbytes: dict[str, int],
-                          stored: dict[str, int]) -> dict[str, list[str]]:
-        """Fetch from holders in batches that fit this worker's memory (:mod:`.intake`),
-        falling back to other holders; each stored batch is reported at once. Returns the
-        keys left for later because the worker paused."""
-        assert self._session is not None
-        remaining = dict(who_has)
-        tried: dict[str, set[str]] = {k: set() for k in who_has}
-        loop = asyncio.get_running_loop()
-        stuck_since: float | None = None
-        while remaining:
-            choice: dict[str, str] = {}
-            for key, holders in list(remaining.items()):
-                options = [h for h in holders if h not in tried[key] and h != self.address]
-                if not options:
-                    del remaining[key]
-                    continue
-                choice[key] = options[0]
-            if not choice:
-                break
-            wanted = [(k, int(nbytes.get(k, 0))) for k in choice]
-            intake = self._intake()
-            batch = next_batch(wanted, intake)
-            if not batch:
-                if self.state.paused:  # a paused worker takes no transfer until it resumes
-                    return {k: remaining[k] for k in choice}
-                if intake.incoming:
-                    await asyncio.sleep(0.05)  # other batches take the room: they land first
-                    continue
-                freed = await loop.run_in_executor(
-                    self.io_executor, self.memory.data.spill_bytes,
-                    shortfall(wanted[0][1], intake))
-                if freed:
-                    continue
-                now = time.monotonic()
-                stuck_since = stuck_since or now
-                if now - stuck_since < 5.0:
-                    await asyncio.sleep(0.1)  # the memory manager may spill or pause
-                    continue
-                batch = [wanted[0][0]]  # no room comes: one key, so nothing waits forever
-            stuck_since = None
-            plan: dict[str, list[str]] = {}
-            for key in batch:
-                plan.setdefault(choice[key], []).append(key)
-                tried[key].add(choice[key])
-            reserved = expected([int(nbytes.get(k, 0)) for k in batch], intake)
-            self._incoming += reserved
-            try:
-                results = await asyncio.gather(*(
-                    fetch_from_peer(self._session, peer, keys) for peer, keys in plan.items()))
-                for items, _failed in results:
-                    if items:
-                        sizes = await loop.run_in_executor(
-                            self.io_executor, self._store_frames, items, nbytes)
-                        stored.update(sizes)
-                        for key in sizes:
-                            remaining.pop(key, None)
-                        self._do(self.state.fetch_done(sizes))
-            finally:
-                self._incoming -= reserved
-        return {}
-
-    def _intake(self) -> Intake:
-        config = self.memory.config
-        limit = config.limit
-        t = config.thresholds
-        if limit is None or t.all_disabled:  # switched off: transfers are not bounded
-            return unlimited()
-        line = next((f for f in (t.pause, t.terminate) if f is not None), 1.0)
-        r = self.memory.reading()
-        used = int(self.memory.policy.fraction(r) * limit)
-        return Intake(limit, int(line * limit), used, config.target_bytes, r.managed,
-                      self._incoming)
-
-    def _store_frames(self, items: dict[str, list[memoryview]],
-                      nbytes: dict[str, int]) -> dict[str, int]:
-        """Store received values: in memory while they fit under the target, else their
-        frames straight into the spill store (not unpickled). Runs in an I/O thread."""
-        from ..serialize import loads
-
-        sizes = {}
-        for key, frames in items.items():
-            size = int(nbytes.get(key, 0)) or sum(memoryview(f).nbytes for f in frames)
-            if to_disk(size, self._intake()):
-                try:
-                    self.memory.data.put_frames(key, frames)
-                    sizes[key] = size
-                    continue
-                except SpillError as exc:  # full or failing: keep it in memory instead
-                    log.warning("cannot spill fetched %r, keeping it in memory: %s", key, exc)
-            value = loads(frames)
-            self.memory.data[key] = value
-            sizes[key] = sizeof(value)
-        return sizes
 
     # ------------------------------------------------------------------ execution
 
