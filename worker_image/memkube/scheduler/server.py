@@ -3,9 +3,11 @@
 A thin layer around :class:`~memkube.scheduler.state.SchedulerState`: each websocket frame
 is decoded and validated (:mod:`memkube.protocol`), handed to the state machine, and the
 messages it queued are sent through one :class:`~memkube.protocol.BatchedSend` per peer.
-Clients never need to reach workers: ``gather`` and ``scatter`` go through the scheduler's
-HTTP endpoints, which talk to workers' ``/data`` endpoints, so a port-forward to the
-scheduler is enough.
+Clients never need to reach workers: ``gather`` and ``scatter`` can go through the
+scheduler's HTTP endpoints, which talk to workers' ``/data`` endpoints, so a port-forward to
+the scheduler is enough. Clients that reach the workers gather and scatter straight from
+and to them (``client/direct.py``, ``scheduler/scatter.py``); ``proxied_bytes`` counts what
+went through here.
 
 Routes are documented in ``docs/internals.md`` ("Scheduler HTTP API").
 """
@@ -48,11 +50,11 @@ log = logging.getLogger(__name__)
 WORKER_OPS = ops_allowed(
     "register-worker", "task-finished", "task-erred", "add-keys", "missing-data",
     "lost-keys", "heartbeat-worker", "worker-status", "memory-restart", "reschedule",
-    "cannot-fit",
+    "cannot-fit", "scattered-data",
 )
 CLIENT_OPS = ops_allowed(
     "register-client", "update-graph", "release-keys", "cancel-keys", "replicate",
-    "who-has", "info", "retire", "heartbeat-client", "wait-for-workers",
+    "who-has", "info", "retire", "heartbeat-client", "wait-for-workers", "scatter-plan",
 )
 #: Client requests that wait: run as tasks, so the client's other messages go on.
 WAITING_OPS = frozenset({"retire", "wait-for-workers"})
@@ -96,6 +98,7 @@ class Scheduler:
         self._workers_changed: asyncio.Condition | None = None
         self._sockets: set[web.WebSocketResponse] = set()
         self._closing = False
+        self.proxied_bytes = {"gather": 0, "scatter": 0}  # value bytes relayed by this proxy
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -594,6 +597,7 @@ class Scheduler:
         buffers = serialize.pack_bundle(items, missing=missing, errors=errors)
         resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         resp.content_length = sum(memoryview(b).nbytes for b in buffers)
+        self.proxied_bytes["gather"] += resp.content_length
         await resp.prepare(request)
         for buf in buffers:
             await resp.write(buf)  # memoryviews of the workers' frames: no copy
@@ -617,9 +621,11 @@ class Scheduler:
         if not client_id:
             return web.json_response({"error": "scatter needs ?client=<client id>"}, status=400)
         try:
-            items, _, _ = serialize.unpack_bundle(await request.read())
+            payload = await request.read()
+            items, _, _ = serialize.unpack_bundle(payload)
         except ProtocolError as exc:
             return web.json_response({"error": str(exc)}, status=400)
+        self.proxied_bytes["scatter"] += len(payload)
         workers = [w for w in self.state.workers.values() if w.status == "running"]
         if not workers:
             return web.json_response({"error": "no running workers"}, status=503)
