@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -38,6 +38,7 @@ from .. import serialize
 from ..addresses import parse_address
 from ..errors import ProtocolError
 from ..serialize import Frame
+from ..serving import stream_buffers
 
 if TYPE_CHECKING:
     from .client import Client
@@ -219,7 +220,7 @@ async def _send_share(session: aiohttp.ClientSession, routes: Routes, address: s
             buffers = serialize.pack_bundle({k: items[k] for k in keys})
             length = serialize.nbytes(buffers)
             try:
-                async with session.put(url, data=stream(buffers),
+                async with session.put(url, data=stream_buffers(buffers),
                                        headers={"Content-Length": str(length)}) as resp:
                     if resp.status != 200:
                         log.warning("worker %s answered %s to a direct scatter: %s", address,
@@ -236,9 +237,3 @@ async def _send_share(session: aiohttp.ClientSession, routes: Routes, address: s
 
     results = await asyncio.gather(*(send(keys) for keys in batches(items)))
     return [k for failed in results for k in failed]
-
-
-async def stream(buffers: Sequence[Frame]) -> AsyncIterator[Frame]:
-    """A request body written buffer by buffer: the frames are not joined (no copy)."""
-    for buf in buffers:
-        yield buf

@@ -20,6 +20,7 @@ import msgpack
 
 from .. import serialize
 from ..errors import AuthenticationError, CommError, DataLostError, TaskError
+from ..serving import stream_buffers
 from . import direct
 from .futures import ERROR
 
@@ -103,21 +104,28 @@ SCHEDULER_BATCH = 64 * 2**20
 
 async def scatter_through_scheduler(client: Client,
                                     items: dict[str, list[serialize.Frame]]) -> None:
-    """``POST /api/v1/scatter`` in batches: the scheduler places and stores the values."""
+    """``POST /api/v1/scatter`` in batches, two in flight: the scheduler places and stores
+    the values."""
     assert client._session is not None
+    session = client._session
     url = client.address.http + "/api/v1/scatter?client=" + client.id
-    for keys in direct.batches(items, SCHEDULER_BATCH):
+    lanes = asyncio.Semaphore(2)
+
+    async def send(keys: list[str]) -> None:
         bundle = serialize.pack_bundle({k: items[k] for k in keys})
         headers = {"Content-Length": str(serialize.nbytes(bundle))}
-        try:
-            async with client._session.post(url, data=direct.stream(bundle),
-                                            headers=headers) as resp:
-                if resp.status == 401:
-                    raise AuthenticationError("scheduler rejected the token")
-                if resp.status != 200:
-                    raise CommError(f"scatter failed: {resp.status} {await resp.text()}")
-        except aiohttp.ClientError as exc:
-            raise CommError(f"scatter to {client.address} failed: {exc}") from exc
+        async with lanes:
+            try:
+                async with session.post(url, data=stream_buffers(bundle),
+                                        headers=headers) as resp:
+                    if resp.status == 401:
+                        raise AuthenticationError("scheduler rejected the token")
+                    if resp.status != 200:
+                        raise CommError(f"scatter failed: {resp.status} {await resp.text()}")
+            except aiohttp.ClientError as exc:
+                raise CommError(f"scatter to {client.address} failed: {exc}") from exc
+
+    await asyncio.gather(*(send(keys) for keys in direct.batches(items, SCHEDULER_BATCH)))
 
 
 def _token(frames: list[serialize.Frame]) -> str:

@@ -20,6 +20,8 @@ from aiohttp import web
 from .. import serialize
 from ..errors import ProtocolError, SpillError
 from ..memory import sizeof
+from ..protocol import MAX_FRAME
+from ..serving import read_limited
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -86,7 +88,7 @@ def data_routes(worker: Worker) -> list[web.RouteDef]:
 
     async def put_many(request: web.Request) -> web.Response:
         try:
-            items, _, _ = serialize.unpack_bundle(await request.read())
+            items, _, _ = serialize.unpack_bundle(await read_limited(request, MAX_FRAME))
         except ProtocolError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         loop = asyncio.get_running_loop()

@@ -28,6 +28,7 @@ from .. import serialize
 from ..errors import ProtocolError
 from ..memory import sizeof
 from ..protocol import Message
+from ..serving import read_body
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -115,17 +116,10 @@ def scatter_routes(worker: Worker) -> list[web.RouteDef]:
         if length > allowed + HEADER_ALLOWANCE:
             return refuse(request, 413, f"body of {length} bytes exceeds what the grant "
                                         f"allows ({allowed} bytes of values)")
-        buffer = bytearray(length)
-        view = memoryview(buffer)
-        pos = 0
-        while pos < length:
-            chunk = await request.content.readany()
-            if not chunk:
-                return refuse(request, 400, "body shorter than its Content-Length")
-            if pos + len(chunk) > length:
-                return refuse(request, 400, "body longer than its Content-Length")
-            view[pos:pos + len(chunk)] = chunk
-            pos += len(chunk)
+        try:
+            buffer = await read_body(request, length)
+        except ValueError as exc:
+            return refuse(request, 400, str(exc))
         try:
             items, _, _ = serialize.unpack_bundle(buffer)
         except ProtocolError as exc:
