@@ -110,6 +110,7 @@ async def fetch_direct(client: Client, routes: Routes,
     reachable = {a for a, good in zip(addresses, ok, strict=True) if good}
     plan: dict[str, list[str]] = {}
     rest: list[str] = []
+    tried: dict[str, set[str]] = {}
     for key in keys:
         options = [a for a in who_has.get(key, ()) if a in reachable]
         if not options:
@@ -118,12 +119,31 @@ async def fetch_direct(client: Client, routes: Routes,
         # spread over holders: transfers run in parallel, a dead holder costs its share
         holder = min(options, key=lambda a: len(plan.get(a, ())))
         plan.setdefault(holder, []).append(key)
-    results = await asyncio.gather(*(
-        _fetch_batch(session, routes, address, batch) for address, batch in plan.items()))
+        tried[key] = {holder}
     items: Frames = {}
-    for got in results:
+    failed: set[str] = set()  # holders that served nothing: not asked again
+
+    async def fetch(address: str, batch: list[str]) -> None:
+        got = await _fetch_batch(session, routes, address, batch)
         items.update(got)
-    rest += [k for batch in plan.values() for k in batch if k not in items]
+        if not got:
+            failed.add(address)
+        retry: dict[str, list[str]] = {}
+        for key in batch:
+            if key in got:
+                continue
+            # at once at another holder (a lost worker's keys have their replicas), not
+            # through the scheduler after the other transfers
+            options = [a for a in who_has.get(key, ())
+                       if a in reachable and a not in tried[key] and a not in failed]
+            if not options:
+                rest.append(key)
+                continue
+            tried[key].add(options[0])
+            retry.setdefault(options[0], []).append(key)
+        await asyncio.gather(*(fetch(a, b) for a, b in retry.items()))
+
+    await asyncio.gather(*(fetch(address, batch) for address, batch in plan.items()))
     routes.fallback_keys += len(rest)
     return items, rest
 
