@@ -14,7 +14,6 @@ import socket
 import time
 
 import aiohttp
-import memkube.worker.scatter as worker_scatter
 import numpy as np
 import pytest
 from inprocess_pool import Pool
@@ -22,6 +21,7 @@ from memkube import Client, serialize
 from memkube.addresses import parse_address
 from memkube.client.direct import Routes
 from memkube.errors import ProtocolError
+from memkube.worker import scatter as worker_scatter
 
 
 def closed_port() -> int:
@@ -189,3 +189,25 @@ async def test_a_declared_size_beyond_every_worker_is_refused(pool: Pool) -> Non
     # the client's scatter of such a plan falls back (here: any value at all still works)
     (fut,) = await pool.client.scatter([b"small"])
     assert await fut.result() == b"small"
+
+
+async def test_values_whose_report_never_arrives_go_through_the_scheduler(
+        pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a worker that stores values and dies before its report reaches the scheduler: here
+    # its report is dropped; the client notices the keys stay unregistered and resends them
+    from memkube.client import transfer
+
+    monkeypatch.setattr(transfer, "REGISTER_WAIT", 0.5)
+    mute = pool.workers[0]
+    send = mute.send_to_scheduler
+
+    def drop_reports(msg: dict) -> None:
+        if msg["op"] != "scattered-data":
+            send(msg)
+
+    monkeypatch.setattr(mute, "send_to_scheduler", drop_reports)
+    futures = await pool.client.scatter(arrays(6))
+    assert [float(v[0]) for v in await pool.client.gather(futures)] == [float(i)
+                                                                       for i in range(6)]
+    assert pool.scheduler.proxied_bytes["scatter"] > 0  # the muted worker's share
+    assert pool.client.routes.scattered_bytes >= 6 << 20  # everything was sent directly first

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ from ..errors import AuthenticationError, CommError, DataLostError, TaskError
 from ..serving import stream_buffers
 from . import direct
 from .futures import ERROR
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .client import Client
@@ -89,6 +92,21 @@ async def scatter(client: Client, data: Any, hash_keys: bool) -> Any:
         rest = list(by_key)
     if rest:
         await scatter_through_scheduler(client, {k: by_key[k] for k in rest})
+    sent = {fut.key: fut for fut in futures.values() if fut.key not in rest}
+    if sent:
+        # A worker that stored values and died before its report reached the scheduler
+        # leaves them unregistered: after a while they go through the scheduler instead
+        # (a late report of a live worker then only adds a copy).
+        waits = [asyncio.ensure_future(f._state.wait()) for f in sent.values()]
+        _done, late = await asyncio.wait(waits, timeout=REGISTER_WAIT)
+        for w in late:
+            w.cancel()
+        unregistered = [k for k, f in sent.items() if not f._state.done()]
+        if unregistered:
+            log.warning("%d directly scattered keys were not registered within %s s; "
+                        "sending them through the scheduler", len(unregistered),
+                        REGISTER_WAIT)
+            await scatter_through_scheduler(client, {k: by_key[k] for k in unregistered})
     for fut in futures.values():
         await fut._state.wait()
     if isinstance(data, dict):
@@ -98,6 +116,8 @@ async def scatter(client: Client, data: Any, hash_keys: bool) -> Any:
     return futures["0"]
 
 
+#: Seconds a directly scattered value may take to be registered by the scheduler.
+REGISTER_WAIT = 30.0
 #: Bytes of values per ``POST /api/v1/scatter`` (the scheduler reads each body whole).
 SCHEDULER_BATCH = 64 * 2**20
 

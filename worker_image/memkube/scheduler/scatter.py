@@ -25,8 +25,9 @@ from .model import RUNNING
 if TYPE_CHECKING:
     from .state import SchedulerState
 
-#: Seconds a grant stays valid: the client sends right after asking; a grant left unused
-#: (the client died, or fell back to the scheduler) is forgotten after this.
+#: Seconds a grant stays valid, plus the upload's bytes at 4 MiB/s: the client sends right
+#: after asking; a grant left unused (the client died, or fell back to the scheduler) is
+#: forgotten after this.
 GRANT_TTL = 120.0
 #: Keys one plan may name; larger scatters ask for several plans.
 MAX_PLAN_KEYS = 100_000
@@ -75,14 +76,16 @@ class ScatterGrants:
                 f"worker's memory limit ({largest})", "scatter-plan")
         placement = place(workers, sizes)
         gid = secrets.token_urlsafe(16)
-        self.grants[gid] = Grant(gid, client_id, placement, dict(sizes), now + self.ttl)
+        # long enough for the upload at a slow client's pace (4 MiB/s) on top
+        ttl = self.ttl + sum(sizes.values()) / (4 << 20)
+        self.grants[gid] = Grant(gid, client_id, placement, dict(sizes), now + ttl)
         by_worker: dict[str, dict[str, int]] = {}
         for key, address in placement.items():
             by_worker.setdefault(address, {})[key] = sizes[key]
         for address, share in by_worker.items():
             state.to_worker(state.workers[address], {
                 "op": "expect-data", "grant": gid, "client": client_id, "keys": share,
-                "ttl": self.ttl})
+                "ttl": ttl})
         return {"grant": gid, "placement": placement}
 
     def received(self, state: SchedulerState, address: str, msg: Message,
