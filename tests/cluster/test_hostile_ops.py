@@ -5,6 +5,7 @@ Also: retirement timeouts, half-failed scatters, Client.close and wait_for_worke
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from typing import Any
 
@@ -159,6 +160,11 @@ async def test_retire_more_than_the_pool_is_refused(pool: Pool) -> None:
 
 async def test_scatter_failing_halfway_leaves_no_orphans(
         pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # through the scheduler (the client reaches no worker, as behind a port-forward)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        bogus = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    pool.client.routes.resolve = lambda address: bogus
     session = pool.scheduler._session
     assert session is not None
     real_put = session.put
