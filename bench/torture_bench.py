@@ -22,10 +22,9 @@ import argparse
 import logging
 import os
 import sys
-import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 import benchlib
 import psutil
@@ -113,31 +112,20 @@ def run_workload(client: Any, w: Workload, timeout: float) -> tuple[bool, float]
     return ok, held_s
 
 
-class PidWatch:
+class PidWatch(benchlib.Sampler):
     """Distinct worker processes seen under ``parent`` (the guard or the nanny)."""
 
     def __init__(self, parent: int, interval: float = 0.02) -> None:
         self.parent = parent
         self.seen: set[int] = set()
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(self._count, interval)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.seen.update(c.pid for c in psutil.Process(self.parent).children())
-            except psutil.Error:
-                pass
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def _count(self) -> int:
+        try:
+            self.seen.update(c.pid for c in psutil.Process(self.parent).children())
+        except psutil.Error:
+            pass  # the parent is between workers, or gone
+        return len(self.seen)
 
     @property
     def restarts(self) -> int:

@@ -126,12 +126,13 @@ async def _fill_and_spill(page: Page, cluster: memkube.LocalCluster,
         f"{shown_total('managed')} + {shown_total('spilled')} >= {24 * CHUNK}", timeout=30)
     await spill_rate_shown
 
-    # Computing on the first batch (least recently used, so on disk) loads values back from
-    # disk: unspill shows. (Gathering would not: spilled data is served without unpickling.)
+    # Computing on every chunk loads the spilled ones back from disk: unspill shows. (Which
+    # chunks are on disk depends on how the two workers split them, so all are computed on;
+    # gathering would not do: spilled data is served without unpickling.)
     unspill_rate_shown = asyncio.create_task(page.wait_for(
         "!document.getElementById('total-rates').textContent.endsWith('unspill –')", timeout=40))
-    lengths = await asyncio.to_thread(client.map, len, first)
-    assert await asyncio.to_thread(client.gather, lengths) == [CHUNK] * 8
+    lengths = await asyncio.to_thread(client.map, len, first + second)
+    assert await asyncio.to_thread(client.gather, lengths) == [CHUNK] * 24
     await unspill_rate_shown
 
     # The bars show exactly the scheduler's figures. Workers may still be spilling, so if a
