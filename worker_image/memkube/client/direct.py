@@ -212,8 +212,9 @@ async def scatter_direct(client: Client, routes: Routes,
     return rest
 
 
-def batches(items: dict[str, list[Frame]], limit: int = SCATTER_BATCH) -> list[list[str]]:
-    """Keys grouped into requests of about ``limit`` bytes each, in order."""
+def batches(items: dict[str, list[Frame]], limit: int | None = None) -> list[list[str]]:
+    """Keys grouped into requests of about ``limit`` (:data:`SCATTER_BATCH`) bytes each."""
+    limit = SCATTER_BATCH if limit is None else limit
     out: list[list[str]] = []
     current: list[str] = []
     size = 0
