@@ -3,7 +3,9 @@
 - ``POST /data`` with msgpack ``{"keys": [...]}``: a bundle of the keys' frames
   (:func:`memkube.serialize.pack_bundle`), spilled values read from disk without unpickling;
 - ``GET /data/{key}``: one key's frames in the wire layout (``serialize.pack_header``);
-- ``PUT /data`` with a bundle: store the values (scatter), answer ``{key: {nbytes, type}}``.
+- ``PUT /data`` with a bundle: store the values (the scheduler's scatter), answer
+  ``{key: {nbytes, type}}``. A client's own scatter goes to ``PUT /scatter/{grant}``
+  instead, checked against what the scheduler granted (:mod:`.scatter`).
 
 All disk and (de)serialization work runs in the worker's I/O threads.
 """
