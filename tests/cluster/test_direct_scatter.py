@@ -19,8 +19,9 @@ import pytest
 from inprocess_pool import Pool
 from memkube import Client, serialize
 from memkube.addresses import parse_address
+from memkube.client import transfer
 from memkube.client.direct import Routes
-from memkube.errors import ProtocolError
+from memkube.errors import CommError, ProtocolError
 from memkube.worker import scatter as worker_scatter
 
 
@@ -195,8 +196,6 @@ async def test_values_whose_report_never_arrives_go_through_the_scheduler(
         pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
     # a worker that stores values and dies before its report reaches the scheduler: here
     # its report is dropped; the client notices the keys stay unregistered and resends them
-    from memkube.client import transfer
-
     monkeypatch.setattr(transfer, "REGISTER_WAIT", 0.5)
     mute = pool.workers[0]
     send = mute.send_to_scheduler
@@ -211,3 +210,17 @@ async def test_values_whose_report_never_arrives_go_through_the_scheduler(
                                                                        for i in range(6)]
     assert pool.scheduler.proxied_bytes["scatter"] > 0  # the muted worker's share
     assert pool.client.routes.scattered_bytes >= 6 << 20  # everything was sent directly first
+
+
+@pytest.mark.parametrize("path", ["direct", "scheduler"])
+async def test_a_scatter_may_not_replace_a_task_result(pool: Pool, path: str) -> None:
+    fut = pool.client.submit(sum, [1, 2], key="sum-of-three")
+    assert await fut.result() == 3
+    frames = serialize.dumps(99)
+    items = {"sum-of-three": frames}
+    if path == "direct":
+        with pytest.raises(ProtocolError, match="names a task"):
+            await grant_for(pool.client, {"sum-of-three": serialize.nbytes(frames)})
+    with pytest.raises(CommError, match="names a task"):
+        await transfer.scatter_through_scheduler(pool.client, items)
+    assert await fut.result() == 3

@@ -96,3 +96,18 @@ def test_place_balances_without_limits() -> None:
     placement = place(list(state.workers.values()), {f"k{i}": 10 for i in range(10)})
     counts = sorted(list(placement.values()).count(a) for a in state.workers)
     assert counts == [5, 5]
+
+
+def test_a_plan_may_not_name_a_task(s: SchedulerState) -> None:
+    # a task's result would be overwritten on its worker by the client's bytes
+    s.update_graph("c1", [{"key": "t", "run_spec": b"f", "deps": [], "priority": [0]}],
+                   ["t"])
+    s.drain()
+    with pytest.raises(InvalidMessage, match="names a task"):
+        s.grants.plan(s, "c1", {"t": 10}, now=0.0)
+    # scattered data may be scattered again (equal values, equal keys)
+    plan = s.grants.plan(s, "c1", {"d": 10}, now=0.0)
+    s.grants.received(s, plan["placement"]["d"], {"op": "scattered-data",
+                                                  "grant": plan["grant"],
+                                                  "keys": {"d": 10}}, now=0.0)
+    assert s.grants.plan(s, "c1", {"d": 10}, now=0.0)["placement"]

@@ -65,6 +65,11 @@ class ScatterGrants:
         if len(sizes) > MAX_PLAN_KEYS:
             raise InvalidMessage(f"scatter-plan: at most {MAX_PLAN_KEYS} keys per plan",
                                  "scatter-plan")
+        for key in sizes:
+            ts = state.tasks.get(key)
+            if ts is not None and not ts.scattered:
+                raise InvalidMessage(f"scatter-plan: key {key[:80]!r} names a task, not "
+                                     "scattered data", "scatter-plan")
         workers = [w for w in state.workers.values() if w.status == RUNNING]
         if not workers or not sizes:
             return {"grant": "", "placement": {}}

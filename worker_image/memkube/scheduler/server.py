@@ -646,6 +646,12 @@ class Scheduler:
         except web.HTTPException as exc:
             return web.json_response({"error": exc.text}, status=exc.status)
         self.proxied_bytes["scatter"] += len(payload)
+        tasks = [k for k in items if k in self.state.tasks
+                 and not self.state.tasks[k].scattered]
+        if tasks:  # its result on a worker would be replaced by the client's bytes
+            return web.json_response(
+                {"error": f"key {tasks[0][:80]!r} names a task, not scattered data"},
+                status=409)
         workers = [w for w in self.state.workers.values() if w.status == "running"]
         if not workers:
             return web.json_response({"error": "no running workers"}, status=503)
