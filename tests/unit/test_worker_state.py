@@ -41,7 +41,7 @@ def test_a_task_without_dependencies_executes_and_reports() -> None:
 
 def test_missing_inputs_are_fetched_once_for_all_tasks_waiting_on_them() -> None:
     ws, held, _ = make(nthreads=2)
-    assert ws.handle(compute("g-1", {"x-1": ["tcp://a:1"]})) == [Fetch({"x-1": ["tcp://a:1"]})]
+    assert ws.handle(compute("g-1", {"x-1": ["tcp://a:1"]})) == [Fetch({"x-1": ["tcp://a:1"]}, {"x-1": 0})]
     assert ws.handle(compute("g-2", {"x-1": ["tcp://a:1"]})) == []  # already in flight
     held.add("x-1")
     out = ws.fetch_done({"x-1": 100})
@@ -66,7 +66,7 @@ def test_paused_worker_defers_fetches_and_starts_until_resumed() -> None:
     assert ws.handle(compute("g-1", {"x-1": ["tcp://a:1"]})) == []
     assert ws.handle(compute("h-1")) == []
     out = ws.resume()
-    assert out == [Fetch({"x-1": ["tcp://a:1"]}), Execute("h-1")]
+    assert out == [Fetch({"x-1": ["tcp://a:1"]}, {"x-1": 0}), Execute("h-1")]
 
 
 def test_free_keys_cancels_and_frees() -> None:
@@ -134,7 +134,7 @@ def test_a_replica_fetch_that_fails_is_reported_lost() -> None:
     held.add("have-1")
     out = ws.handle({"op": "acquire-replicas",
                      "who_has": {"have-1": ["tcp://a:1"], "x-1": ["tcp://a:1"]}})
-    assert out == [Send({"op": "add-keys", "keys": {"have-1": 0}}), Fetch({"x-1": ["tcp://a:1"]})]
+    assert out == [Send({"op": "add-keys", "keys": {"have-1": 0}}), Fetch({"x-1": ["tcp://a:1"]}, {"x-1": 0})]
     assert ws.fetch_done({}, ["x-1"]) == [Send({"op": "lost-keys", "keys": ["x-1"]})]
 
 

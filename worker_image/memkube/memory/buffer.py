@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
@@ -234,6 +234,22 @@ class SpillBuffer(MutableMapping[str, Any]):
         if blob is not None:
             self._discard(blob)
 
+    def detach(self, key: str) -> tuple[Any, Blob | None]:
+        """Forget ``key`` now, without I/O. Returns its value if it was in memory (None
+        otherwise) and its spill file if any, for the caller to let go of elsewhere (a
+        large value's deallocation and :meth:`discard` of the file, e.g. in a thread).
+        KeyError if there is no such key."""
+        with self._lock:
+            if key not in self._versions:
+                raise KeyError(key)
+            inflight = self._inflight.get(key)
+            value = self._fast.get(key, inflight.value if inflight is not None else None)
+            return value, self._forget(key)
+
+    def discard(self, blob: Blob) -> None:
+        """Delete a spill file :meth:`detach` returned."""
+        self._discard(blob)
+
     def _discard(self, blob: Blob) -> None:
         """Delete a blob; if the store was full, the next eviction may try again at once."""
         self.slow.discard(blob)
@@ -293,6 +309,27 @@ class SpillBuffer(MutableMapping[str, Any]):
             frames = self._read(key, blob, version)
             if frames is not None:
                 return frames
+
+    def put_frames(self, key: str, frames: Sequence[Frame]) -> int:
+        """Store a value received as serialized frames straight in the slow layer, never
+        unpickled (a transfer into a worker whose memory is full); bytes written.
+
+        The frames are written as any spilled value is (codec, checksums, trailer), so
+        reading the key later unpickles them as usual. Raises SpillError (SpillFullError
+        included) when the store cannot take them; the key is then not stored.
+        """
+        start = time.perf_counter()
+        blob = self._write(frames)
+        with self._lock:
+            old = self._forget(key)
+            self._versions[key] = next(self._counter)
+            self.slow.commit(key, blob)
+            self.stats.spill_count += 1
+            self.stats.spill_bytes += blob.nbytes
+            self.stats.spill_seconds += time.perf_counter() - start
+        if old is not None:
+            self._discard(old)
+        return blob.nbytes
 
     # eviction
 
@@ -404,7 +441,7 @@ class SpillBuffer(MutableMapping[str, Any]):
             return 0
         return self._bind(key, version, weight, blob, start, written=True)
 
-    def _write(self, frames: list[Frame]) -> Blob:
+    def _write(self, frames: Sequence[Frame]) -> Blob:
         """Write frames; when full, drop the clean copies of values in memory and retry once."""
         try:
             return self.slow.prepare_frames(frames)

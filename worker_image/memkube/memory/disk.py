@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,7 +75,7 @@ class SpillDisk(MutableMapping[str, Any]):
         """Serialize ``value`` and :meth:`prepare_frames` it."""
         return self.prepare_frames(dumps(value))
 
-    def prepare_frames(self, frames: list[Frame]) -> Blob:
+    def prepare_frames(self, frames: Sequence[Frame]) -> Blob:
         """Encode and write serialized frames under a fresh name; not yet bound to a key.
 
         The file is written as it is encoded (``codec.Encoder``): checksums are computed

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .model import MEMORY, RUNNING, TaskState, WorkerState
+from .model import MEMORY, RETIRING, RUNNING, TaskState, WorkerState
 
 if TYPE_CHECKING:
     from .core import SchedulerCore
@@ -73,14 +73,17 @@ def drop_surplus_replicas(state: SchedulerCore, ws: WorkerState) -> list[str]:
     """
     limit = ws.limit
     target = (ws.memory.get("thresholds") or {}).get("target")
-    if not limit or target is None or ws.below_target():
-        return []
+    if not limit or target is None or ws.below_target() or ws.status == RETIRING:
+        return []  # a retiring worker serves its copies until they are all elsewhere
     excess = ws.memory_fraction() * limit - float(target) * limit
     dropped: list[str] = []
     for ts in sorted(ws.has_what, key=lambda t: -t.nbytes):
         if excess <= 0:
             break
-        if len(ts.who_has) <= state.desired_replicas(ts) or len(ts.who_has) <= 1:
+        # Copies on retiring workers do not count: they are about to go (a fresh copy a
+        # retirement moved here is the one that stays).
+        staying = [w for w in ts.who_has if w is not ws and w.status != RETIRING]
+        if len(staying) < max(1, state.desired_replicas(ts)):
             continue
         if any(d.processing_on is ws for d in ts.dependents):
             continue

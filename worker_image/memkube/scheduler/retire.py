@@ -4,9 +4,14 @@
 refuses with :class:`~memkube.errors.RetireError` when the rest of the pool cannot take
 their unique data or when ``n`` exceeds the active workers (``n`` equal to them retires
 all; names retire exactly those), marks them *retiring* (no new tasks, no new replicas) and asks
-receivers to copy every key whose only holders are retiring. ``progress_retirements`` runs
-after each relevant event: a retiring worker with nothing running and every key held
-elsewhere is told to close; a retirement is done when all its workers are gone.
+receivers to copy every key whose only holders are retiring. Keys are placed by room
+(:func:`place_by_room`): spread over the receivers by what each can still take in memory
+and on disk (:func:`capacity`), counting the bytes already on their way to it, and never
+more than that; what does not fit waits for a later round. ``progress_retirements`` runs
+after each relevant event and on every heartbeat while a retirement is under way (so a
+copy a receiver failed to fetch is asked for again, from the retiring holder): a retiring
+worker with nothing running and every key held elsewhere is told to close; a retirement
+is done when all its workers are gone.
 ``cancel_retirement`` gives one up (a timeout): its workers not yet told to close run again.
 
 No I/O: the scheduler's shell awaits :attr:`Retirement.done` callbacks.
@@ -15,7 +20,7 @@ No I/O: the scheduler's shell awaits :attr:`Retirement.done` callbacks.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -123,19 +128,66 @@ def _keys_to_move(leaving: set[WorkerState]) -> set[TaskState]:
     return {ts for ws in leaving for ts in ws.has_what if ts.who_has <= leaving}
 
 
-def _move(state: SchedulerCore, ts: TaskState) -> None:
-    """Ask the emptiest running worker to copy ``ts`` unless a copy is already on its way."""
-    if any(w.status != RETIRING for w in ts.replicating_to):
+def place_by_room[K: Hashable, R: Hashable](
+        sizes: Mapping[K, int], room: Mapping[R, float],
+        pending: Mapping[R, int] | None = None) -> dict[K, R]:
+    """Receivers for keys of ``sizes`` bytes, spread by the ``room`` each receiver has left.
+
+    Largest keys first, each to the receiver with the most room left once what it was
+    already given (``pending``, then this placement) is counted; ties (e.g. unlimited room)
+    go to the receiver given the fewest bytes. A key no receiver has room for is not placed
+    (a later round places it when copies confirm and room shows). No receiver is ever given
+    more than its room. Pure: keys and receivers are any hashable values.
+    """
+    given: dict[R, int] = {r: int((pending or {}).get(r, 0)) for r in room}
+    left: dict[R, float] = {r: room[r] - given[r] for r in room}
+    placed: dict[K, R] = {}
+    for key in sorted(sizes, key=lambda k: -sizes[k]):
+        nbytes = sizes[key]
+        fits = [r for r in room if left[r] >= nbytes]
+        if not fits:
+            continue
+        best = max(fits, key=lambda r: (left[r], -given[r]))
+        placed[key] = best
+        left[best] -= nbytes
+        given[best] += nbytes
+    return placed
+
+
+def _receivers(state: SchedulerCore) -> list[WorkerState]:
+    """Workers that may take copies: running ones, and paused ones with room (they take
+    them once resumed, onto disk if memory is short)."""
+    return [w for w in state.workers.values()
+            if w.status == RUNNING or (w.status == "paused" and capacity(w) > 0)]
+
+
+def _move(state: SchedulerCore, stranded: list[TaskState], leaving: set[WorkerState]) -> None:
+    """Ask receivers to copy ``stranded`` keys (those not already on their way), each to
+    the receiver with the most room left, counting the bytes of the retiring workers' keys
+    already on their way to it."""
+    todo = [ts for ts in stranded
+            if not any(w.status != RETIRING for w in ts.replicating_to)]
+    if not todo:
         return
-    targets = [w for w in state.workers.values() if w.status == RUNNING or (
-        w.status == "paused" and capacity(w) > ts.nbytes)]
-    if not targets:
+    receivers = _receivers(state)
+    if not receivers:
         return
-    target = min(targets, key=lambda w: (w.memory_fraction(), w.nbytes))
-    ts.replicating_to.add(target)
-    state.to_worker(target, {"op": "acquire-replicas",
-                             "who_has": {ts.key: [w.address for w in ts.who_has]},
-                             "nbytes": {ts.key: ts.nbytes}})
+    pending: dict[WorkerState, int] = dict.fromkeys(receivers, 0)
+    for ts in {ts for ws in leaving for ts in ws.has_what}:  # not every task: each heartbeat
+        for w in ts.replicating_to:
+            if w in pending:
+                pending[w] += ts.nbytes
+    placed = place_by_room({ts: ts.nbytes for ts in todo},
+                           {w: capacity(w) for w in receivers}, pending)
+    batches: dict[WorkerState, list[TaskState]] = {}
+    for ts, target in placed.items():
+        ts.replicating_to.add(target)
+        batches.setdefault(target, []).append(ts)
+    for target, keys in batches.items():
+        state.to_worker(target, {"op": "acquire-replicas",
+                                 "who_has": {ts.key: [w.address for w in ts.who_has]
+                                             for ts in keys},
+                                 "nbytes": {ts.key: ts.nbytes for ts in keys}})
 
 
 def progress_retirements(state: SchedulerCore) -> None:
@@ -146,8 +198,7 @@ def progress_retirements(state: SchedulerCore) -> None:
             if ws.address in retirement.closing:
                 continue
             stranded = [ts for ts in ws.has_what if ts.who_has <= leaving]
-            for ts in stranded:
-                _move(state, ts)
+            _move(state, stranded, leaving)
             if not stranded and not ws.processing:
                 retirement.closing.add(ws.address)
                 state.to_worker(ws, {"op": "close-worker", "reason": "retired"})

@@ -272,6 +272,10 @@ class SchedulerState(SchedulerCore):
         drop_surplus_replicas(self, ws)
         if self.underreplicated:
             self.retry_replication()
+        if self.retirements:
+            # Keys left unplaced for want of room, and copies a receiver failed to fetch
+            # (lost-keys), are placed again as the figures change: once a heartbeat.
+            progress_retirements(self)
 
     def worker_status(self, address: str, status: str, reason: str = "") -> None:
         ws = self.workers.get(address)

@@ -2,6 +2,9 @@
 
 - ``POST /data`` with msgpack ``{"keys": [...]}``: a bundle of the keys' frames
   (:func:`memkube.serialize.pack_bundle`), spilled values read from disk without unpickling;
+  at most :data:`SERVING` such answers are prepared and sent at once, so the bytes a worker
+  holds for its peers stay bounded (each asks in batches sized to its own room,
+  :mod:`.intake`) however many fetch from it, e.g. from a retiring worker;
 - ``GET /data/{key}``: one key's frames in the wire layout (``serialize.pack_header``);
 - ``PUT /data`` with a bundle: store the values (the scheduler's scatter), answer
   ``{key: {nbytes, type}}``. A client's own scatter goes to ``PUT /scatter/{grant}``
@@ -30,8 +33,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SERVING = 2  # bundle answers in the making at once (the worker has two I/O threads)
+
 
 def data_routes(worker: Worker) -> list[web.RouteDef]:
+    serving = asyncio.Semaphore(SERVING)
+
     def collect(keys: list[str]) -> tuple[dict[str, Any], list[str], dict[str, str]]:
         items: dict[str, Any] = {}
         missing: list[str] = []
@@ -66,8 +73,12 @@ def data_routes(worker: Worker) -> list[web.RouteDef]:
         except Exception:  # noqa: BLE001 - any malformed body is the caller's error
             raise web.HTTPBadRequest(text="body must be msgpack {keys: [...]}") from None
         loop = asyncio.get_running_loop()
-        items, missing, errors = await loop.run_in_executor(worker.io_executor, collect, keys)
-        return await write(request, serialize.pack_bundle(items, missing=missing, errors=errors))
+        async with serving:
+            items, missing, errors = await loop.run_in_executor(worker.io_executor, collect,
+                                                                keys)
+            bundle = serialize.pack_bundle(items, missing=missing, errors=errors)
+            del items
+            return await write(request, bundle)
 
     async def get_one(request: web.Request) -> web.StreamResponse:
         key = request.match_info["key"]

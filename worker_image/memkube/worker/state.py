@@ -60,9 +60,13 @@ class Send:
 
 @dataclass(frozen=True)
 class Fetch:
-    """Fetch these keys from their holders and store them; report with ``fetch_done``."""
+    """Fetch these keys from their holders and store them; report with ``fetch_done``.
+
+    ``nbytes``: each key's size as the scheduler knows it (0 or absent: unknown), which
+    the shell uses to fetch in batches that fit its memory (:mod:`.intake`)."""
 
     who_has: dict[str, list[str]]
+    nbytes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,7 @@ class WorkerState:
         self._inflight: dict[str, set[str]] = {}  # key being fetched -> tasks waiting on it
         self._spilling = False
         self._deferred: dict[str, list[str]] = {}  # fetches held back while paused
+        self._sizes: dict[str, int] = {}  # expected bytes of keys being fetched
 
     @property
     def ready_count(self) -> int:
@@ -139,7 +144,9 @@ class WorkerState:
             self._cancel(str(msg["key"]))
             return []
         if op == "acquire-replicas":
-            return self.acquire_replicas({str(k): list(v) for k, v in msg["who_has"].items()})
+            return self.acquire_replicas(
+                {str(k): list(v) for k, v in msg["who_has"].items()},
+                {str(k): int(v) for k, v in (msg.get("nbytes") or {}).items()})
         return []
 
     def compute_task(self, msg: Message) -> list[Instruction]:
@@ -166,10 +173,12 @@ class WorkerState:
             if key not in self._inflight:
                 self._inflight[key] = set()
                 todo[key] = wt.who_has[key]
+                self._sizes[key] = wt.nbytes.get(key, 0)
             self._inflight[key].add(wt.key)
         return self._fetch(todo) if todo else []
 
-    def acquire_replicas(self, who_has: dict[str, list[str]]) -> list[Instruction]:
+    def acquire_replicas(self, who_has: dict[str, list[str]],
+                         nbytes: dict[str, int] | None = None) -> list[Instruction]:
         """Copy keys from peers (replication, retirement); failures become ``lost-keys``."""
         held = {k: 0 for k in who_has if self.holds(k)}
         out: list[Instruction] = [Send({"op": "add-keys", "keys": held})] if held else []
@@ -178,6 +187,7 @@ class WorkerState:
             if key not in held and key not in self._inflight:
                 self._inflight[key] = set()
                 todo[key] = holders
+                self._sizes[key] = (nbytes or {}).get(key, 0)
         if todo:
             out.extend(self._fetch(todo))
         return out
@@ -186,7 +196,7 @@ class WorkerState:
         if self.paused:  # paused: accept no incoming transfer until resumed
             self._deferred.update(todo)
             return []
-        return [Fetch(todo)]
+        return [Fetch(todo, {k: self._sizes.get(k, 0) for k in todo})]
 
     def free_keys(self, keys: list[str]) -> list[Instruction]:
         for key in keys:
@@ -201,10 +211,19 @@ class WorkerState:
     # ------------------------------------------------------------------ fetches
 
     def fetch_done(self, fetched: dict[str, int], failed: Iterable[str] = (),
-                   error: str = "") -> list[Instruction]:
-        """A :class:`Fetch` ended: ``fetched`` keys are stored, ``failed`` could not be had
-        (no holder served them, or storing failed with ``error``)."""
+                   error: str = "", deferred: dict[str, list[str]] | None = None,
+                   ) -> list[Instruction]:
+        """(Part of) a :class:`Fetch` ended: ``fetched`` keys are stored, ``failed`` could
+        not be had (no holder served them, or storing failed with ``error``), ``deferred``
+        were not fetched because the worker paused: they are fetched once it resumes.
+
+        The shell reports each batch as it is stored, so the scheduler learns of copies
+        (and a retirement progresses) while the rest is still coming."""
         out: list[Instruction] = []
+        for key in fetched:
+            self._sizes.pop(key, None)
+        for key in failed:
+            self._sizes.pop(key, None)
         if fetched:
             out.append(Send({"op": "add-keys", "keys": dict(fetched)}))
         for key in fetched:
@@ -227,6 +246,12 @@ class WorkerState:
                 holders = wt.who_has.get(key, [])
                 out.append(Send({"op": "missing-data", "key": task_key, "dep": key,
                                  "worker": ",".join(holders), "error": error}))
+        if deferred:
+            live = {k: v for k, v in deferred.items() if k in self._inflight}
+            if self.paused:
+                self._deferred.update(live)
+            elif live:
+                out.extend(self._fetch(live))
         return out
 
     # ------------------------------------------------------------------ execution
@@ -307,7 +332,7 @@ class WorkerState:
         self.paused = False
         out: list[Instruction] = []
         if self._deferred:
-            out.append(Fetch(self._deferred))
+            out.append(Fetch(self._deferred, {k: self._sizes.get(k, 0) for k in self._deferred}))
             self._deferred = {}
         return out + self.start_ready()
 
@@ -336,4 +361,5 @@ class WorkerState:
         self._ready.clear()
         self._inflight.clear()
         self._deferred.clear()
+        self._sizes.clear()
         self._spilling = False

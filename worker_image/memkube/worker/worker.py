@@ -56,7 +56,7 @@ from .state import (
     WorkerState,
     WorkerTask,
 )
-from .transfer import fetch_from_peer
+from .transfer import Transfers
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,9 @@ class Worker:
         self.executor = ThreadPoolExecutor(self.nthreads, thread_name_prefix="memkube-task")
         self.io_executor = ThreadPoolExecutor(2, thread_name_prefix="memkube-io")
         self.prefetcher = Prefetcher(self.memory, self.io_executor)
+        self.transfers = Transfers(
+            self.memory, self.io_executor, paused=lambda: self.state.paused,
+            report=lambda sizes: self._do(self.state.fetch_done(sizes)))
         self.address = ""
         self.state = WorkerState(self.nthreads, holds=self.memory.data.__contains__,
                                  room=self._room)
@@ -269,10 +272,10 @@ class Worker:
                     self._send(msg)
                 case Execute(key):
                     self._execute(self.state.executing[key])
-                case Fetch(who_has):
-                    self._spawn(self._fetch(who_has))
+                case Fetch(who_has, nbytes):
+                    self._spawn(self._fetch(who_has, nbytes))
                 case Free(keys):
-                    self._loop.run_in_executor(self.io_executor, self._free, keys)
+                    self._free(keys)
                 case SpillFirst(nbytes):
                     self._spawn(self._spill_first(nbytes))
                 case Restart(reason):
@@ -300,18 +303,32 @@ class Worker:
         loop.call_soon_threadsafe(self._send, {"op": "lost-keys", "keys": list(keys)})
 
     def forget(self, key: str) -> None:
-        self._free([key])
+        """Drop ``key`` here (thread-safe: called from I/O threads too)."""
+        data = self.memory.data
+        try:
+            _, blob = data.detach(key)
+        except KeyError:
+            return
+        if blob is not None:
+            data.discard(blob)
 
     def _free(self, keys: list[str]) -> None:
-        # Values in memory first: their memory comes back at once, while unlinking a large
-        # spill file takes milliseconds each.
+        """On the event loop: the keys are gone at once (so a copy asked for right after
+        is fetched anew, not reported as held while its deletion waits for a thread); their
+        values are let go of and their spill files deleted in an I/O thread."""
         data = self.memory.data
-        keys = sorted(keys, key=lambda k: not data.in_memory(k))
+        values: list[Any] = []
+        blobs = []
         for key in keys:
-            try:  # not .pop(): that would read a spilled value back just to drop it
-                del self.memory.data[key]
+            try:
+                value, blob = data.detach(key)
             except KeyError:
-                pass  # freed twice (released and cancelled), or never stored
+                continue  # freed twice (released and cancelled), or never stored
+            values.append(value)
+            if blob is not None:
+                blobs.append(blob)
+        if values:
+            self._loop.run_in_executor(self.io_executor, _let_go, data, values, blobs)
 
     def _room(self) -> Room:
         config = self.memory.config
@@ -326,56 +343,21 @@ class Worker:
 
     # ------------------------------------------------------------------ dependencies
 
-    async def _fetch(self, who_has: dict[str, list[str]]) -> None:
+    async def _fetch(self, who_has: dict[str, list[str]], nbytes: dict[str, int]) -> None:
         """Fetch and store; any failure fails the waiting tasks instead of stranding them."""
         error = ""
-        fetched: dict[str, int] = {}
+        stored: dict[str, int] = {}  # reported batch by batch as they are stored
+        deferred: dict[str, list[str]] = {}
         try:
-            fetched = await self._fetch_keys(who_has)
+            assert self._session is not None
+            deferred = await self.transfers.fetch(self._session, self.address, who_has,
+                                                  nbytes, stored)
         except Exception as exc:  # noqa: BLE001 - storing failed (disk, memory, unpickling)
             log.error("fetching %d keys failed: %s", len(who_has), exc)
             error = f"{type(exc).__name__}: {exc}"
-        failed = [k for k in who_has if k not in fetched]
-        self._do(self.state.fetch_done(fetched, failed, error))
-
-    async def _fetch_keys(self, who_has: dict[str, list[str]]) -> dict[str, int]:
-        """Fetch from holders, one batch per peer, falling back to other holders."""
-        assert self._session is not None
-        remaining = dict(who_has)
-        tried: dict[str, set[str]] = {k: set() for k in who_has}
-        stored: dict[str, int] = {}
-        loop = asyncio.get_running_loop()
-        while remaining:
-            plan: dict[str, list[str]] = {}
-            for key, holders in list(remaining.items()):
-                options = [h for h in holders if h not in tried[key] and h != self.address]
-                if not options:
-                    del remaining[key]
-                    continue
-                plan.setdefault(options[0], []).append(key)
-                tried[key].add(options[0])
-            if not plan:
-                break
-            results = await asyncio.gather(*(
-                fetch_from_peer(self._session, peer, keys) for peer, keys in plan.items()))
-            for items, _failed in results:
-                if items:
-                    sizes = await loop.run_in_executor(self.io_executor, self._store_frames,
-                                                       items)
-                    stored.update(sizes)
-                    for key in sizes:
-                        remaining.pop(key, None)
-        return stored
-
-    def _store_frames(self, items: dict[str, list[memoryview]]) -> dict[str, int]:
-        from ..serialize import loads
-
-        sizes = {}
-        for key, frames in items.items():
-            value = loads(frames)
-            self.memory.data[key] = value
-            sizes[key] = sizeof(value)
-        return sizes
+        failed = [k for k in who_has if k not in stored and k not in deferred]
+        if failed or deferred:
+            self._do(self.state.fetch_done({}, failed, error, deferred))
 
     # ------------------------------------------------------------------ execution
 
@@ -498,6 +480,14 @@ class Worker:
         if self._ws is None or self._ws.closed:
             return web.Response(status=503, text="not connected to the scheduler")
         return web.Response(text="ok")
+
+
+def _let_go(data: Any, values: list[Any], blobs: list[Any]) -> None:
+    """In an I/O thread: the last references to freed values (a large one takes a while
+    to deallocate), then their spill files (milliseconds each)."""
+    values.clear()
+    for blob in blobs:
+        data.discard(blob)
 
 
 def _error_report(key: str, exc: BaseException) -> Message:
