@@ -180,3 +180,12 @@ def test_large_reads_in_parallel_pieces_are_exact(tmp_path: Path, offset: int) -
     with pytest.raises(OSError) as info:  # asked beyond the end: EIO, never a short view
         read_file(str(tmp_path / "f"), offset, nbytes + writeback.READ_PIECE)
     assert info.value.errno == errno.EIO
+
+
+def test_a_read_stops_once_its_bytes_are_in(tmp_path: Path) -> None:
+    # a pack file's length is not a whole number of blocks; once the entry's bytes are in,
+    # no further (unaligned, O_DIRECT) read is made for the rest of the last block
+    data = os.urandom(6000)
+    (tmp_path / "f").write_bytes(data)
+    assert bytes(read_file(str(tmp_path / "f"), 0, 5000)) == data[:5000]
+    assert bytes(read_file(str(tmp_path / "f"), 0, 6000)) == data

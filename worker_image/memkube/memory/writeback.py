@@ -319,11 +319,12 @@ def _reader_pool() -> ThreadPoolExecutor:
         return _readers
 
 
-def _read_range(fd: int, view: memoryview, offset: int, want: int) -> int:
-    """Read up to ``want`` bytes into ``view`` from ``offset``; the count read (short only
-    at the end of the file)."""
+def _read_range(fd: int, view: memoryview, offset: int, need: int) -> int:
+    """Read into ``view`` from ``offset`` until at least ``need`` bytes are in (whole blocks
+    are asked for; a read at the end of the file returns fewer): the count read, short only
+    when the file is."""
     got = 0
-    while got < want:
+    while got < need:
         n = os.preadv(fd, [view[got:]], offset + got)
         if n == 0:
             break
@@ -360,17 +361,18 @@ def read_file(path: str, offset: int, nbytes: int, *, direct: bool = True) -> me
         starts = range(0, size, READ_PIECE)
         if len(starts) > 1:
             # each piece asks for whole blocks (O_DIRECT); only the last may come up short
-            pieces = [(s, min(READ_PIECE, size - s)) for s in starts]
+            pieces = [(s, min(READ_PIECE, size - s), min(READ_PIECE, nbytes - s))
+                      for s in starts]
             counts = list(_reader_pool().map(
-                lambda p: _read_range(fd, view[p[0]:p[0] + p[1]], offset + p[0], p[1]),
+                lambda p: _read_range(fd, view[p[0]:p[0] + p[1]], offset + p[0], p[2]),
                 pieces))
             got = 0
-            for (_, length), n in zip(pieces, counts, strict=True):
-                got += n
-                if n < length:
+            for (_, _, need), n in zip(pieces, counts, strict=True):
+                got += min(n, need)
+                if n < need:
                     break
         else:
-            got = _read_range(fd, view[:size], offset, size)
+            got = _read_range(fd, view[:size], offset, nbytes)
         if not aligned:  # whole pages, including those shared with neighbours in a pack
             first = offset - offset % BLOCK
             drop_cache(fd, first, -(-(offset + nbytes - first) // BLOCK) * BLOCK)
