@@ -1,4 +1,4 @@
-# Two entry points for a fresh machine (see README.md): `make demo` and `make test`.
+# Two entry points for a fresh machine (see README.md): `make demo` and `make test e2e`.
 # Both create .venv with Python 3.12 (pyenv's 3.12.1 where pyenv is used) and install
 # what they need; `make test` also installs Debian's chromium for the dashboard's browser test.
 
@@ -30,8 +30,9 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: chromium missing and not root: the dashboard browser test will be skipped"; fi; }
 
+# Every tier but the kind one, which `make e2e` runs against the cluster it builds.
 test: $(VENV)/.test-deps system-deps k8s-binaries
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --ignore=tests/e2e_kind
 
 # The kind end-to-end tier: Docker, kind, the node image and the project's image are built
 # and started here (hack/e2e.sh says how); everything built is cached under ~/.cache/memkube.
