@@ -12,6 +12,9 @@ usage stats, its own temp dir), runs one shape and prints one JSON line. Shapes:
   per round.
 * ``gather``: ``n`` chunks built by tasks, then one ``ray.get`` of all of them, timed. On
   one node the driver maps Ray's shared-memory object store: no bytes cross a socket.
+* ``put``: ``n`` chunks built in the driver (the same values as the other systems'
+  scatter), then ``ray.put`` of each, timed; checked by a task per object. On one node
+  ``ray.put`` copies into the shared-memory store: no bytes cross a socket either.
 
 Not covered: Ray in a memory cgroup (its raylet, GCS and workers alone need more than the
 768 MiB the memkube and dask workers get), several nodes.
@@ -41,6 +44,10 @@ def make_chunk(i: int, nbytes: int, kind: str) -> Any:
 
 def chunk_sum(a: Any) -> float:
     return float(a.sum())
+
+
+def fingerprint(a: Any) -> float:
+    return float(a[:1024].sum())
 
 
 def noop(x: int) -> int:
@@ -117,6 +124,15 @@ def main() -> None:
             out["gather_s"] = time.perf_counter() - start
             out["nbytes"] = sum(v.nbytes for v in values)
             out["check"] = float(sum(float(v[:1024].sum()) for v in values))
+        elif shape == "put":
+            values = [make_chunk(i, params["chunk"], "random") for i in range(params["n"])]
+            ray.get(ray.put(values[0][:8]))  # the store is up
+            start = time.perf_counter()
+            refs = [ray.put(v) for v in values]
+            out["put_s"] = time.perf_counter() - start
+            check = ray.remote(fingerprint)
+            out["check"] = float(sum(ray.get([check.remote(r) for r in refs])))
+            out["nbytes"] = sum(v.nbytes for v in values)
         else:
             raise SystemExit(f"unknown shape {shape!r}")
     finally:

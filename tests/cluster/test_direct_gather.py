@@ -7,6 +7,7 @@ dials a closed port instead, as a client behind a port-forward to the scheduler 
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import numpy as np
@@ -73,3 +74,32 @@ async def test_a_holder_dying_mid_gather_falls_back(pool: Pool) -> None:
     await victim.close()
     values = await pool.client.gather(futures)
     assert [float(v[0]) for v in values] == [float(i) for i in range(6)]
+
+
+@pytest.mark.parametrize("pool", [{"replication_factor": 2}], indirect=True)
+async def test_keys_of_a_failing_holder_come_from_their_other_holder(pool: Pool) -> None:
+    # both workers hold every key; the client reaches both, then one stops answering it
+    # (as a SIGKILLed worker does before the scheduler knows): its share comes from the
+    # other holder straight away, none through the scheduler
+    broken: set[str] = set()
+    bogus = f"tcp://127.0.0.1:{closed_port()}"
+    routes = Routes(resolve=lambda address: bogus if address in broken else address)
+    client = await Client(pool.scheduler.address, token=pool.token, asynchronous=True)
+    client.routes = routes
+    try:
+        futures = client.map(make, range(8))
+        await client.gather(futures)
+        for _ in range(300):
+            holders = await client.who_has(futures)
+            if all(len(hs) == 2 for hs in holders.values()):
+                break
+            await asyncio.sleep(0.05)
+        assert all(len(hs) == 2 for hs in holders.values())
+        broken.add(pool.workers[0].address)
+        before = pool.scheduler.proxied_bytes["gather"]
+        values = await client.gather(futures)
+        assert [float(v[0]) for v in values] == [float(i) for i in range(8)]
+        assert routes.fallback_keys == 0
+        assert pool.scheduler.proxied_bytes["gather"] == before
+    finally:
+        await client.close()

@@ -165,3 +165,27 @@ def test_the_cap_counts_what_is_written_through_concurrent_writers(tmp_path: Pat
         t.join()
     assert len(disk) == 4 and len(errors) == 4  # four fit under 20 MiB with their padding
     assert disk.nbytes == sum(disk.blob(k).nbytes for k in disk) <= 20 << 20
+
+
+@pytest.mark.parametrize("offset", [0, BLOCK, 3])
+def test_large_reads_in_parallel_pieces_are_exact(tmp_path: Path, offset: int) -> None:
+    # several pieces (the last one partial), aligned (O_DIRECT) and not (a pack's neighbour)
+    from memkube.memory import writeback
+
+    data = os.urandom(offset + 3 * writeback.READ_PIECE + 12345)
+    (tmp_path / "f").write_bytes(data)
+    nbytes = len(data) - offset
+    got = read_file(str(tmp_path / "f"), offset, nbytes)
+    assert got.nbytes == nbytes and bytes(got) == data[offset:]
+    with pytest.raises(OSError) as info:  # asked beyond the end: EIO, never a short view
+        read_file(str(tmp_path / "f"), offset, nbytes + writeback.READ_PIECE)
+    assert info.value.errno == errno.EIO
+
+
+def test_a_read_stops_once_its_bytes_are_in(tmp_path: Path) -> None:
+    # a pack file's length is not a whole number of blocks; once the entry's bytes are in,
+    # no further (unaligned, O_DIRECT) read is made for the rest of the last block
+    data = os.urandom(6000)
+    (tmp_path / "f").write_bytes(data)
+    assert bytes(read_file(str(tmp_path / "f"), 0, 5000)) == data[:5000]
+    assert bytes(read_file(str(tmp_path / "f"), 0, 6000)) == data

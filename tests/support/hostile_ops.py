@@ -21,6 +21,8 @@ TEMPLATES: dict[str, dict[str, Any]] = {
     "who-has": {"keys": ["x"], "id": 1}, "info": {"id": 2},
     "retire": {"id": 3, "names": [], "n": 1}, "wait-for-workers": {"id": 4, "n": 1},
     "heartbeat-client": {}, "register-client": {"client": "c"},
+    "scatter-plan": {"id": 5, "keys": {"s": 8}},
+    "scattered-data": {"grant": "g", "keys": {"s": 8}, "types": {"s": "int"}},
     "task-finished": {"key": "x", "nbytes": 8, "type": "int"},
     "task-erred": {"key": "x", "exception": b"", "traceback": "", "text": "E"},
     "add-keys": {"keys": {"x": 8}}, "lost-keys": {"keys": ["x"]},

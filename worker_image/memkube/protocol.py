@@ -68,6 +68,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "retire": {"id": _INT, "names": _STRS, "n": _COUNT},
     "wait-for-workers": {"id": _INT, "n": _COUNT},
     "scattered": {"keys": _MAP},
+    "scatter-plan": {"id": _INT, "keys": _KEY_SIZES},
     "heartbeat-client": {},
     # worker -> scheduler
     "register-worker": {"address": _STR, "name": _STR, "nthreads": _COUNT, "host": _STR,
@@ -82,6 +83,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "memory-restart": {"reason": _STR},
     "reschedule": {"key": _KEY},
     "cannot-fit": {"key": _KEY, "peak": _INT, "limit": _INT},
+    "scattered-data": {"grant": _STR, "keys": _KEY_SIZES},
     # scheduler -> worker
     "compute-task": {"key": _KEY, "run_spec": _BYTES, "who_has": _WHO_HAS,
                      "priority": _PRIORITY},
@@ -89,6 +91,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "acquire-replicas": {"who_has": _WHO_HAS},
     "cancel-compute": {"key": _KEY},
     "close-worker": {"reason": _STR},
+    "expect-data": {"grant": _STR, "client": _STR, "keys": _KEY_SIZES},
     # scheduler -> client
     "welcome": {"client": _STR, "address": _STR},
     "key-in-memory": {"key": _KEY, "type": _STR},
@@ -104,6 +107,8 @@ OPTIONAL: dict[str, dict[str, str]] = {
     "worker-status": {"reason": _STR},
     "compute-task": {"nbytes": _KEY_SIZES},
     "acquire-replicas": {"nbytes": _KEY_SIZES},
+    "scattered-data": {"types": _MAP},
+    "expect-data": {"ttl": _NUM},
     # an error answers the request with this id, or fails the futures of these keys
     "error": {"id": _INT, "keys": _KEYS, "request": _STR},
 }

@@ -36,6 +36,7 @@ from ..errors import (
 from ..loop import LoopThread
 from ..protocol import MAX_FRAME, BatchedSend, Message, ops_allowed, receive_ops
 from ..security import Auth, TLSConfig, token_from_env
+from ..serving import BULK_BUFFER
 from ..taskspec import call_spec, replace_refs, task_key
 from . import transfer
 from .direct import Routes
@@ -172,6 +173,7 @@ class Client:
             headers=self.auth.headers(),
             connector=aiohttp.TCPConnector(ssl=self.tls.client_context() or False),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
+            read_bufsize=BULK_BUFFER,  # gathered bodies: fewer socket pauses (serving.py)
         )
         try:
             self._ws = await self._session.ws_connect(self.address.ws + "/ws/client",

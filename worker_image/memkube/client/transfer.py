@@ -2,15 +2,17 @@
 
 ``fetch`` takes what it can straight from the workers (``direct.py``: only when this client
 reaches them) and the rest through ``POST /api/v1/gather`` (the scheduler collects the
-frames from the holders and waits out recomputations); ``scatter`` is
-``POST /api/v1/scatter`` (the scheduler places the values on workers). Serialization runs
-in a thread, off the client's loop.
+frames from the holders and waits out recomputations); ``scatter`` likewise sends what it
+can straight to the workers the scheduler places the values on, and the rest through
+``POST /api/v1/scatter`` (the scheduler places and stores them). Serialization runs in a
+thread, off the client's loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +21,11 @@ import msgpack
 
 from .. import serialize
 from ..errors import AuthenticationError, CommError, DataLostError, TaskError
+from ..serving import stream_buffers
 from . import direct
 from .futures import ERROR
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .client import Client
@@ -79,16 +84,29 @@ async def scatter(client: Client, data: Any, hash_keys: bool) -> Any:
     frames = await loop.run_in_executor(None, _dumps_all, items)
     keys = {name: f"{type(items[name]).__name__}-{_token(fr) if hash_keys else uuid.uuid4().hex}"
             for name, fr in frames.items()}
-    bundle = serialize.pack_bundle({keys[n]: fr for n, fr in frames.items()})
-    assert client._session is not None
-    url = client.address.http + "/api/v1/scatter?client=" + client.id
+    by_key = {keys[n]: fr for n, fr in frames.items()}
     futures = {name: client._new_future(key) for name, key in keys.items()}
     try:
-        async with client._session.post(url, data=b"".join(bytes(b) for b in bundle)) as resp:
-            if resp.status != 200:
-                raise CommError(f"scatter failed: {resp.status} {await resp.text()}")
-    except aiohttp.ClientError as exc:
-        raise CommError(f"scatter to {client.address} failed: {exc}") from exc
+        rest = await direct.scatter_direct(client, client.routes, by_key)
+    except CommError:
+        rest = list(by_key)
+    if rest:
+        await scatter_through_scheduler(client, {k: by_key[k] for k in rest})
+    sent = {fut.key: fut for fut in futures.values() if fut.key not in rest}
+    if sent:
+        # A worker that stored values and died before its report reached the scheduler
+        # leaves them unregistered: after a while they go through the scheduler instead
+        # (a late report of a live worker then only adds a copy).
+        waits = [asyncio.ensure_future(f._state.wait()) for f in sent.values()]
+        _done, late = await asyncio.wait(waits, timeout=REGISTER_WAIT)
+        for w in late:
+            w.cancel()
+        unregistered = [k for k, f in sent.items() if not f._state.done()]
+        if unregistered:
+            log.warning("%d directly scattered keys were not registered within %s s; "
+                        "sending them through the scheduler", len(unregistered),
+                        REGISTER_WAIT)
+            await scatter_through_scheduler(client, {k: by_key[k] for k in unregistered})
     for fut in futures.values():
         await fut._state.wait()
     if isinstance(data, dict):
@@ -96,6 +114,38 @@ async def scatter(client: Client, data: Any, hash_keys: bool) -> Any:
     if isinstance(data, (list, tuple)):
         return [futures[str(i)] for i in range(len(data))]
     return futures["0"]
+
+
+#: Seconds a directly scattered value may take to be registered by the scheduler.
+REGISTER_WAIT = 30.0
+#: Bytes of values per ``POST /api/v1/scatter`` (the scheduler reads each body whole).
+SCHEDULER_BATCH = 64 * 2**20
+
+
+async def scatter_through_scheduler(client: Client,
+                                    items: dict[str, list[serialize.Frame]]) -> None:
+    """``POST /api/v1/scatter`` in batches, two in flight: the scheduler places and stores
+    the values."""
+    assert client._session is not None
+    session = client._session
+    url = client.address.http + "/api/v1/scatter?client=" + client.id
+    lanes = asyncio.Semaphore(2)
+
+    async def send(keys: list[str]) -> None:
+        bundle = serialize.pack_bundle({k: items[k] for k in keys})
+        headers = {"Content-Length": str(serialize.nbytes(bundle))}
+        async with lanes:
+            try:
+                async with session.post(url, data=stream_buffers(bundle),
+                                        headers=headers) as resp:
+                    if resp.status == 401:
+                        raise AuthenticationError("scheduler rejected the token")
+                    if resp.status != 200:
+                        raise CommError(f"scatter failed: {resp.status} {await resp.text()}")
+            except aiohttp.ClientError as exc:
+                raise CommError(f"scatter to {client.address} failed: {exc}") from exc
+
+    await asyncio.gather(*(send(keys) for keys in direct.batches(items, SCHEDULER_BATCH)))
 
 
 def _token(frames: list[serialize.Frame]) -> str:

@@ -36,6 +36,7 @@ from .model import (
     WorkerState,
 )
 from .replication import replicate_key
+from .scatter import ScatterGrants
 
 
 class SchedulerCore:
@@ -74,6 +75,7 @@ class SchedulerCore:
         self.held_bytes = 0  # bytes of results on workers, replicas included
         self.peak_held_bytes = 0
         self.memory_fit = MemoryFit()  # per-prefix peaks and memory kills (memfit.py)
+        self.grants = ScatterGrants()  # direct scatters under way (scatter.py)
 
     # ------------------------------------------------------------------ outbox
 

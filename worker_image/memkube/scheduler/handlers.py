@@ -58,6 +58,9 @@ def apply_client_op(state: SchedulerState, client_id: str, msg: Message,
         return {"op": "reply", "id": msg["id"], "result": state.who_has(msg["keys"])}
     elif op == "info":
         return {"op": "reply", "id": msg["id"], "result": info() if info else {}}
+    elif op == "scatter-plan":
+        plan = state.grants.plan(state, client_id, msg["keys"], state.clock())
+        return {"op": "reply", "id": msg["id"], "result": plan}
     elif op == "register-client":
         raise InvalidMessage("register-client: this connection has registered already",
                              op)
@@ -93,6 +96,10 @@ def apply_worker_op(state: SchedulerState, address: str, msg: Message) -> None:
     elif op == "cannot-fit":
         state.cannot_fit(address, msg["key"], msg["peak"], msg["limit"],
                          str(msg.get("reason", "")))
+    elif op == "scattered-data":
+        refused = state.grants.received(state, address, msg, state.clock())
+        if refused and address in state.workers:
+            state.to_worker(state.workers[address], {"op": "free-keys", "keys": refused})
     elif op == "register-worker":
         raise InvalidMessage("register-worker: this worker has registered already", op)
 

@@ -3,9 +3,11 @@
 A thin layer around :class:`~memkube.scheduler.state.SchedulerState`: each websocket frame
 is decoded and validated (:mod:`memkube.protocol`), handed to the state machine, and the
 messages it queued are sent through one :class:`~memkube.protocol.BatchedSend` per peer.
-Clients never need to reach workers: ``gather`` and ``scatter`` go through the scheduler's
-HTTP endpoints, which talk to workers' ``/data`` endpoints, so a port-forward to the
-scheduler is enough.
+Clients never need to reach workers: ``gather`` and ``scatter`` can go through the
+scheduler's HTTP endpoints, which talk to workers' ``/data`` endpoints, so a port-forward to
+the scheduler is enough. Clients that reach the workers gather and scatter straight from
+and to them (``client/direct.py``, ``scheduler/scatter.py``); ``proxied_bytes`` counts what
+went through here.
 
 Routes are documented in ``docs/internals.md`` ("Scheduler HTTP API").
 """
@@ -36,7 +38,7 @@ from ..protocol import (
     validate,
 )
 from ..security import Auth, TLSConfig
-from ..serving import peer_session, start_server
+from ..serving import peer_session, read_limited, start_server, stream_buffers
 from .handlers import apply_client_op, apply_worker_op, error_for
 from .model import RETIRING
 from .pool import pool_snapshot
@@ -48,11 +50,11 @@ log = logging.getLogger(__name__)
 WORKER_OPS = ops_allowed(
     "register-worker", "task-finished", "task-erred", "add-keys", "missing-data",
     "lost-keys", "heartbeat-worker", "worker-status", "memory-restart", "reschedule",
-    "cannot-fit",
+    "cannot-fit", "scattered-data",
 )
 CLIENT_OPS = ops_allowed(
     "register-client", "update-graph", "release-keys", "cancel-keys", "replicate",
-    "who-has", "info", "retire", "heartbeat-client", "wait-for-workers",
+    "who-has", "info", "retire", "heartbeat-client", "wait-for-workers", "scatter-plan",
 )
 #: Client requests that wait: run as tasks, so the client's other messages go on.
 WAITING_OPS = frozenset({"retire", "wait-for-workers"})
@@ -96,6 +98,7 @@ class Scheduler:
         self._workers_changed: asyncio.Condition | None = None
         self._sockets: set[web.WebSocketResponse] = set()
         self._closing = False
+        self.proxied_bytes = {"gather": 0, "scatter": 0}  # value bytes relayed by this proxy
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -594,11 +597,30 @@ class Scheduler:
         buffers = serialize.pack_bundle(items, missing=missing, errors=errors)
         resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         resp.content_length = sum(memoryview(b).nbytes for b in buffers)
+        self.proxied_bytes["gather"] += resp.content_length
         await resp.prepare(request)
         for buf in buffers:
             await resp.write(buf)  # memoryviews of the workers' frames: no copy
         await resp.write_eof()
         return resp
+
+    async def _put_on_worker(self, address: str, batch: dict[str, list[memoryview]]
+                             ) -> tuple[dict[str, Any] | None, str]:
+        """``PUT /data`` of a batch on one worker: (what it stored, or None; why not)."""
+        assert self._session is not None
+        from ..addresses import parse_address
+
+        buffers = serialize.pack_bundle(batch)
+        headers = {"Content-Length": str(serialize.nbytes(buffers))}
+        try:
+            async with self._session.put(parse_address(address).http + "/data",
+                                         data=stream_buffers(buffers),
+                                         headers=headers) as resp:
+                resp.raise_for_status()
+                stored: dict[str, Any] = await resp.json()
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            return None, str(exc)
+        return stored, ""
 
     def _free_on_workers(self, holders: dict[str, str]) -> None:
         """Tell workers to drop keys the scheduler never registered (``{key: address}``),
@@ -617,35 +639,39 @@ class Scheduler:
         if not client_id:
             return web.json_response({"error": "scatter needs ?client=<client id>"}, status=400)
         try:
-            items, _, _ = serialize.unpack_bundle(await request.read())
+            payload = await read_limited(request, MAX_FRAME)
+            items, _, _ = serialize.unpack_bundle(payload)
         except ProtocolError as exc:
             return web.json_response({"error": str(exc)}, status=400)
+        except web.HTTPException as exc:
+            return web.json_response({"error": exc.text}, status=exc.status)
+        self.proxied_bytes["scatter"] += len(payload)
+        tasks = [k for k in items if k in self.state.tasks
+                 and not self.state.tasks[k].scattered]
+        if tasks:  # its result on a worker would be replaced by the client's bytes
+            return web.json_response(
+                {"error": f"key {tasks[0][:80]!r} names a task, not scattered data"},
+                status=409)
         workers = [w for w in self.state.workers.values() if w.status == "running"]
         if not workers:
             return web.json_response({"error": "no running workers"}, status=503)
-        assert self._session is not None
-        from ..addresses import parse_address
-
-        placed: dict[str, dict[str, Any]] = {}
         plan: dict[str, dict[str, list[memoryview]]] = {}
         ordered = sorted(workers, key=lambda w: (w.memory_fraction(), w.nbytes))
         for i, (key, frames) in enumerate(items.items()):
             plan.setdefault(ordered[i % len(ordered)].address, {})[key] = frames
-        for address, batch in plan.items():
-            body = b"".join(bytes(b) for b in serialize.pack_bundle(batch))
-            try:
-                async with self._session.put(parse_address(address).http + "/data",
-                                             data=body) as resp:
-                    resp.raise_for_status()
-                    stored = await resp.json()
-            except (aiohttp.ClientError, OSError, ValueError) as exc:
-                # All or nothing: what reached other workers (and maybe part of this batch)
-                # would be held by no one, so it is freed again.
-                self._free_on_workers({**{k: a for k, v in placed.items()
-                                          for a in v["workers"]},
-                                       **dict.fromkeys(batch, address)})
-                return web.json_response({"error": f"worker {address}: {exc}"}, status=502)
-            for key, info in stored.items():
+        results = await asyncio.gather(*(
+            self._put_on_worker(address, batch) for address, batch in plan.items()))
+        placed: dict[str, dict[str, Any]] = {}
+        failed = [(address, why) for (address, _), (stored, why)
+                  in zip(plan.items(), results, strict=True) if stored is None]
+        if failed:
+            # All or nothing: what reached some workers (maybe part of a failed batch too)
+            # would be held by no one, so it is freed again.
+            self._free_on_workers({k: a for a, batch in plan.items() for k in batch})
+            address, why = failed[0]
+            return web.json_response({"error": f"worker {address}: {why}"}, status=502)
+        for (address, _), (stored, _why) in zip(plan.items(), results, strict=True):
+            for key, info in (stored or {}).items():
                 placed[key] = {**info, "workers": [address]}
         self.state.add_scattered(client_id, placed)
         if client_id not in self._client_comms and client_id not in self._client_expiry:

@@ -6,7 +6,9 @@
   holds for its peers stay bounded (each asks in batches sized to its own room,
   :mod:`.intake`) however many fetch from it, e.g. from a retiring worker;
 - ``GET /data/{key}``: one key's frames in the wire layout (``serialize.pack_header``);
-- ``PUT /data`` with a bundle: store the values (scatter), answer ``{key: {nbytes, type}}``.
+- ``PUT /data`` with a bundle: store the values (the scheduler's scatter), answer
+  ``{key: {nbytes, type}}``. A client's own scatter goes to ``PUT /scatter/{grant}``
+  instead, checked against what the scheduler granted (:mod:`.scatter`).
 
 All disk and (de)serialization work runs in the worker's I/O threads.
 """
@@ -23,6 +25,8 @@ from aiohttp import web
 from .. import serialize
 from ..errors import ProtocolError, SpillError
 from ..memory import sizeof
+from ..protocol import MAX_FRAME
+from ..serving import read_limited
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -97,7 +101,7 @@ def data_routes(worker: Worker) -> list[web.RouteDef]:
 
     async def put_many(request: web.Request) -> web.Response:
         try:
-            items, _, _ = serialize.unpack_bundle(await request.read())
+            items, _, _ = serialize.unpack_bundle(await read_limited(request, MAX_FRAME))
         except ProtocolError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         loop = asyncio.get_running_loop()

@@ -44,6 +44,7 @@ from .guardlink import GuardLink, take_kill_report
 from .peak import PeakMeter
 from .prefetch import Prefetcher
 from .routes import data_routes
+from .scatter import ScatterInbox, scatter_routes
 from .state import (
     Execute,
     Fetch,
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 EXIT_MEMORY_RESTART = 75
 SCHEDULER_OPS = ops_allowed(
     "welcome", "compute-task", "free-keys", "acquire-replicas", "cancel-compute", "close-worker",
+    "expect-data",
 )
 
 
@@ -105,6 +107,7 @@ class Worker:
         self.state = WorkerState(self.nthreads, holds=self.memory.data.__contains__,
                                  room=self._room)
         self.peaks = PeakMeter()
+        self.scatter_inbox = ScatterInbox()  # direct scatters the scheduler granted
         self.guard = GuardLink.from_env()
         self._kill_report = take_kill_report()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -125,6 +128,7 @@ class Worker:
         app.add_routes([web.get("/health", self._health), web.get("/ready", self._ready_probe),
                         web.get("/metrics", self._metrics)])
         app.add_routes(data_routes(self))
+        app.add_routes(scatter_routes(self))
         return app
 
     async def start(self) -> Self:
@@ -234,6 +238,9 @@ class Worker:
         if self._comm is not None:
             self._comm.send(msg)
 
+    def send_to_scheduler(self, msg: Message) -> None:
+        self._send(msg)
+
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_interval)
@@ -251,6 +258,9 @@ class Worker:
         if msg["op"] == "close-worker":
             log.info("scheduler asked this worker to close: %s", msg["reason"])
             self._spawn(self.close())
+            return
+        if msg["op"] == "expect-data":
+            self.scatter_inbox.expect(msg)
             return
         self._do(self.state.handle(msg))
 
