@@ -84,7 +84,12 @@ class ProcessKubelet:
         self._task: asyncio.Task[None] | None = None
 
     def _on_change(self) -> None:
-        self._loop.call_soon_threadsafe(self._changed.set)
+        if self._stop_watch.is_set():
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._changed.set)
+        except RuntimeError:
+            pass  # the event arrived as the test's loop closed: nobody waits for it
 
     async def __aenter__(self) -> Self:
         self._stop_watch = threading.Event()

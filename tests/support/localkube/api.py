@@ -363,10 +363,12 @@ class Kube:
                     "GET", url, params=params, timeout=httpx.Timeout(5.0, read=None)
                 ) as resp:
                     for _ in resp.iter_lines():
-                        on_event()
                         if stop.is_set():
                             return
+                        on_event()
             except httpx.HTTPError:
+                if stop.is_set():
+                    return
                 on_event()
                 stop.wait(0.5)
 
