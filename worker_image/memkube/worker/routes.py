@@ -36,6 +36,16 @@ log = logging.getLogger(__name__)
 SERVING = 2  # bundle answers in the making at once (the worker has two I/O threads)
 
 
+def store_values(worker: Worker, items: dict[str, list[memoryview]]) -> dict[str, dict[str, Any]]:
+    """Unpickle and keep scattered values (in an I/O thread); their sizes and types."""
+    out = {}
+    for key, frames in items.items():
+        value = serialize.loads(frames)
+        worker.memory.data[key] = value
+        out[key] = {"nbytes": sizeof(value), "type": type(value).__qualname__}
+    return out
+
+
 def data_routes(worker: Worker) -> list[web.RouteDef]:
     serving = asyncio.Semaphore(SERVING)
 
@@ -91,21 +101,13 @@ def data_routes(worker: Worker) -> list[web.RouteDef]:
         frames = items[key]
         return await write(request, [serialize.pack_header(frames), *frames])
 
-    def store(items: dict[str, list[memoryview]]) -> dict[str, dict[str, Any]]:
-        out = {}
-        for key, frames in items.items():
-            value = serialize.loads(frames)
-            worker.memory.data[key] = value
-            out[key] = {"nbytes": sizeof(value), "type": type(value).__qualname__}
-        return out
-
     async def put_many(request: web.Request) -> web.Response:
         try:
             items, _, _ = serialize.unpack_bundle(await read_limited(request, MAX_FRAME))
         except ProtocolError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         loop = asyncio.get_running_loop()
-        stored = await loop.run_in_executor(worker.io_executor, store, items)
+        stored = await loop.run_in_executor(worker.io_executor, store_values, worker, items)
         return web.json_response(stored)
 
     return [

@@ -20,15 +20,15 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from .. import serialize
 from ..errors import ProtocolError
-from ..memory import sizeof
 from ..protocol import Message
 from ..serving import read_body
+from .routes import store_values
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -96,14 +96,6 @@ def scatter_routes(worker: Worker) -> list[web.RouteDef]:
             response.force_close()  # its body is not drained for a refused peer
         return response
 
-    def store(items: dict[str, list[memoryview]]) -> dict[str, dict[str, Any]]:
-        out = {}
-        for key, frames in items.items():
-            value = serialize.loads(frames)
-            worker.memory.data[key] = value
-            out[key] = {"nbytes": sizeof(value), "type": type(value).__qualname__}
-        return out
-
     async def put(request: web.Request) -> web.Response:
         entry = await inbox.wait_for(request.match_info["grant"])
         if entry is None:
@@ -134,7 +126,7 @@ def scatter_routes(worker: Worker) -> list[web.RouteDef]:
         entry.busy.update(items)
         try:
             loop = asyncio.get_running_loop()
-            stored = await loop.run_in_executor(worker.io_executor, store, items)
+            stored = await loop.run_in_executor(worker.io_executor, store_values, worker, items)
         finally:
             entry.busy.difference_update(items)
         for key in stored:
