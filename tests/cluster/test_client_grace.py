@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 from inprocess_pool import Pool
 from memkube import Client
@@ -51,3 +52,26 @@ async def test_vanished_client_is_released_after_grace(pool: Pool) -> None:
     assert not keys & set(pool.scheduler.state.tasks)  # released after it
     assert all(len(w.memory.data) == 0 for w in pool.workers)
     await other.close()
+
+
+async def test_closing_while_reconnecting_stops_the_reconnection(pool: Pool) -> None:
+    other = await Client(pool.scheduler.address, token=pool.token, asynchronous=True)
+    assert await other.submit(inc, 1).result() == 2
+    session = other._session
+    assert session is not None
+
+    async def unreachable(*args: object, **kwargs: object) -> None:
+        raise aiohttp.ClientConnectionError("the scheduler is unreachable")
+
+    session.ws_connect = unreachable  # type: ignore[method-assign]
+    await drop_client_socket(pool, other)
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if other.status == "reconnecting":
+            break
+    assert other.status == "reconnecting"
+    reconnecting = other._reconnecting
+    assert reconnecting is not None and not reconnecting.done()
+    await other.close()
+    # Nothing is left running on the loop (it used to be destroyed while still pending).
+    assert reconnecting.done() and other.status == "closed"

@@ -113,6 +113,7 @@ class Client:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._session: aiohttp.ClientSession | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
         if not asynchronous:
             self.sync(self._start)
 
@@ -208,7 +209,7 @@ class Client:
                 log.warning("lost the connection to the scheduler %s; reconnecting",
                             self.address)
                 self.status = "reconnecting"
-                asyncio.get_running_loop().create_task(self._reconnect())
+                self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
 
     async def _reconnect(self) -> None:
         """Reconnect with the same id within ``timeout``: the scheduler keeps our futures
@@ -582,6 +583,9 @@ class Client:
         if self.status == "closed":
             return
         self.status = "closed"
+        if self._reconnecting is not None:  # closed while reconnecting: stop trying
+            self._reconnecting.cancel()
+            await asyncio.gather(self._reconnecting, return_exceptions=True)
         if self._comm is not None:
             self._flush_releases()
             await self._comm.close()
