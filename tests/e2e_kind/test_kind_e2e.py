@@ -212,6 +212,10 @@ def test_a_computation_larger_than_memory_spills_and_stays_correct(
     assert dict(enumerate(digests)) == expected
     snapshot = session.pool_snapshot()
     assert snapshot["memory"]["spilled"] > 0
+    # Spilled, not died: no worker was restarted for memory and nothing was recomputed.
+    lost = [e for e in snapshot["events"] if e["kind"] in ("memory-restart", "key-lost")]
+    assert not lost, lost[:5]
+    assert all(w["memory_restarts"] == 0 for w in snapshot["workers"])
     limit = max(w["memory"]["limit"] for w in snapshot["workers"])
     assert all(w["memory"]["managed"] <= limit for w in snapshot["workers"])
     status = kube.wait_until(
