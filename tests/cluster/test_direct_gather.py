@@ -8,20 +8,12 @@ dials a closed port instead, as a client behind a port-forward to the scheduler 
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import numpy as np
 import pytest
-from inprocess_pool import Pool
+from inprocess_pool import Pool, closed_port, unreachable_routes
 from memkube import Client
 from memkube.client.direct import Routes
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make(i: int) -> np.ndarray:
@@ -42,10 +34,8 @@ async def test_gather_reads_from_the_workers_directly(pool: Pool) -> None:
 @pytest.mark.parametrize("unreachable", ["all", "one"])
 async def test_unreachable_workers_are_gathered_through_the_scheduler(
         pool: Pool, unreachable: str) -> None:
-    bogus = f"tcp://127.0.0.1:{closed_port()}"
     first = pool.workers[0].address
-    routes = Routes(connect_timeout=0.5, resolve=lambda address: (
-        bogus if unreachable == "all" or address == first else address))
+    routes = unreachable_routes(pool, unreachable)
     client = await Client(pool.scheduler.address, token=pool.token, asynchronous=True)
     client.routes = routes
     try:

@@ -10,25 +10,17 @@ as for the direct gather.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 import aiohttp
 import numpy as np
 import pytest
-from inprocess_pool import Pool
+from inprocess_pool import Pool, unreachable_routes
 from memkube import Client, serialize
 from memkube.addresses import parse_address
 from memkube.client import transfer
-from memkube.client.direct import Routes
 from memkube.errors import CommError, ProtocolError
 from memkube.worker import scatter as worker_scatter
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def arrays(n: int, size: int = 1 << 17) -> list[np.ndarray]:
@@ -66,10 +58,8 @@ async def test_scattered_data_can_be_computed_on(pool: Pool) -> None:
 @pytest.mark.parametrize("unreachable", ["all", "one"])
 async def test_unreachable_workers_are_scattered_to_through_the_scheduler(
         pool: Pool, unreachable: str) -> None:
-    bogus = f"tcp://127.0.0.1:{closed_port()}"
     first = pool.workers[0].address
-    routes = Routes(connect_timeout=0.5, resolve=lambda address: (
-        bogus if unreachable == "all" or address == first else address))
+    routes = unreachable_routes(pool, unreachable)
     client = await Client(pool.scheduler.address, token=pool.token, asynchronous=True)
     client.routes = routes
     try:

@@ -7,12 +7,14 @@ loopback, real spill directories, one asynchronous client.
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from memkube import Client
+from memkube.client.direct import Routes
 from memkube.memory import MemoryConfig
 from memkube.scheduler import Scheduler
 from memkube.security import Auth, new_token
@@ -68,3 +70,19 @@ async def inprocess_pool(spill_root: Path, *, workers: int = 2, threads: int = 1
         for worker in started:
             await worker.close()
         await scheduler.close()
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def unreachable_routes(pool: Pool, which: str) -> Routes:
+    """Client routes on which ``which`` ("all", or "one": the first) of the pool's workers
+    cannot be reached, as behind a port-forward to the scheduler alone."""
+    bogus = f"tcp://127.0.0.1:{closed_port()}"
+    first = pool.workers[0].address
+    return Routes(connect_timeout=0.5, resolve=lambda address: (
+        bogus if which == "all" or address == first else address))
