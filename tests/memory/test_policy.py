@@ -194,3 +194,18 @@ def test_the_manager_is_off_only_when_every_threshold_is_disabled() -> None:
     assert Thresholds(None, None, None, None).all_disabled
     assert not Thresholds().all_disabled
     assert not Thresholds(None, None, None, 0.95).all_disabled
+
+
+def test_the_lines_fall_back_to_the_next_threshold_set_then_to_the_limit() -> None:
+    assert (Thresholds().intake_line, Thresholds().run_line) == (0.8, 0.95)
+    assert (Thresholds(pause=None).intake_line, Thresholds(terminate=None).run_line) == (0.95, 0.8)
+    off = Thresholds(None, None, None, None)
+    assert (off.intake_line, off.run_line) == (1.0, 1.0)
+
+
+def test_a_switched_off_manager_acts_on_no_limit() -> None:
+    from memkube.memory import MemoryConfig
+
+    assert MemoryConfig(limit=2**30).acting_limit == 2**30
+    assert MemoryConfig(limit=2**30, thresholds=Thresholds(None, None, None, None)).acting_limit is None
+    assert MemoryConfig(limit=None).acting_limit is None

@@ -103,6 +103,12 @@ class MemoryConfig:
     escalation: Escalation = field(default_factory=Escalation)
 
     @property
+    def acting_limit(self) -> int | None:
+        """The limit the worker acts on (admission, bounded transfers): None without a
+        limit or with every threshold off (the memory manager switched off)."""
+        return None if self.thresholds.all_disabled else self.limit
+
+    @property
     def target_bytes(self) -> int | None:
         t = self.thresholds.target
         return None if self.limit is None or t is None else int(self.limit * t)

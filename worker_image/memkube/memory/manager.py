@@ -178,18 +178,20 @@ class WorkerMemory:
                 read.append(key)
         return read
 
+    def used_bytes(self, r: Reading) -> int:
+        """What the worker uses by the policy's measure (the worse of RSS and its cgroup
+        share), in bytes; 0 without a limit."""
+        return int(self.policy.fraction(r) * (self.config.limit or 0))
+
     def can_fit(self, nbytes: int) -> bool:
         """Whether ``nbytes`` more would stay under the pause threshold, counting what
         spilling can free (a task whose inputs cannot fit is not started)."""
         limit = self.config.limit
         if limit is None:
             return True
-        t = self.config.thresholds
-        ceiling = next((f for f in (t.pause, t.terminate) if f is not None), 1.0) * limit
         r = self.reading()
-        used = self.policy.fraction(r) * limit
         freeable = 0 if r.spill_full else r.spillable
-        return used - freeable + nbytes <= ceiling
+        return self.used_bytes(r) - freeable + nbytes <= self.config.thresholds.intake_line * limit
 
     def figures(self) -> MemoryFigures:
         r = self.reading()

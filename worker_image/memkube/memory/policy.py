@@ -44,6 +44,17 @@ class Thresholds:
         """Every threshold off: the memory manager is switched off (nothing spills or acts)."""
         return all(t is None for t in (self.target, self.spill, self.pause, self.terminate))
 
+    @property
+    def intake_line(self) -> float:
+        """Beyond this fraction the worker takes no new task input or transfer: pause, else
+        terminate, else the limit itself."""
+        return next((f for f in (self.pause, self.terminate) if f is not None), 1.0)
+
+    @property
+    def run_line(self) -> float:
+        """What running tasks may bring memory to: terminate, else pause, else the limit."""
+        return next((f for f in (self.terminate, self.pause) if f is not None), 1.0)
+
 
 @dataclass(frozen=True)
 class Escalation:

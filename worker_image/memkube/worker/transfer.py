@@ -65,15 +65,12 @@ class Transfers:
 
     def reading(self) -> Intake:
         config = self.memory.config
-        limit = config.limit
-        t = config.thresholds
-        if limit is None or t.all_disabled:  # switched off: transfers are not bounded
+        limit = config.acting_limit
+        if limit is None:  # no limit, or switched off: transfers are not bounded
             return unlimited()
-        line = next((f for f in (t.pause, t.terminate) if f is not None), 1.0)
         r = self.memory.reading()
-        used = int(self.memory.policy.fraction(r) * limit)
-        return Intake(limit, int(line * limit), used, config.target_bytes, r.managed,
-                      self.incoming)
+        return Intake(limit, int(config.thresholds.intake_line * limit),
+                      self.memory.used_bytes(r), config.target_bytes, r.managed, self.incoming)
 
     async def fetch(self, session: aiohttp.ClientSession, me: str,
                     who_has: dict[str, list[str]], nbytes: dict[str, int],

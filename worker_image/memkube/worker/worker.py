@@ -332,14 +332,12 @@ class Worker:
 
     def _room(self) -> Room:
         config = self.memory.config
-        limit = config.limit
-        t = config.thresholds
-        if limit is None or t.all_disabled:  # switched off: admit everything, spill nothing
+        limit = config.acting_limit
+        if limit is None:  # no limit, or switched off: admit everything, spill nothing
             return Room(None, 0, 0, 0)
-        line = next((f for f in (t.terminate, t.pause) if f is not None), 1.0)
         r = self.memory.reading()
-        used = int(self.memory.policy.fraction(r) * limit)
-        return Room(limit, int(line * limit), used, 0 if r.spill_full else r.spillable)
+        return Room(limit, int(config.thresholds.run_line * limit), self.memory.used_bytes(r),
+                    0 if r.spill_full else r.spillable)
 
     # ------------------------------------------------------------------ dependencies
 
