@@ -19,7 +19,7 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import kopf
 from aiohttp import web
@@ -256,3 +256,26 @@ async def running_operator(
         assert not thread.is_alive(), "kopf did not stop"
         if errors:
             raise errors[0]
+
+
+class LoopTicks:
+    """Counts 50 ms ticks of the running event loop while entered: a loop that ticked on
+    was not blocked by what ran meanwhile."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            self.ticks += 1
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._beat())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)

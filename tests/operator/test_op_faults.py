@@ -15,7 +15,16 @@ from collections.abc import AsyncIterator
 import kopf
 from aiohttp import web
 from memkube_operator.handlers import build_registry
-from opharness import GROUP, VERSION, ClusterApi, condition, operator_config, until, worker_pods
+from opharness import (
+    GROUP,
+    VERSION,
+    ClusterApi,
+    LoopTicks,
+    condition,
+    operator_config,
+    until,
+    worker_pods,
+)
 from opproxy import FaultProxy, Rule
 
 
@@ -228,19 +237,10 @@ async def test_the_login_runs_off_the_event_loop(api: ClusterApi) -> None:
         time.sleep(1.0)  # as a credential helper process would take
         return api.login()
 
-    ticks = 0
-
-    async def heartbeat() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.05)
-            ticks += 1
-
-    beat = asyncio.create_task(heartbeat())
     client = KubeApi(slow_login)
     try:
-        assert await client.get(PODS, api.ns, "absent") is None
+        async with LoopTicks() as loop:
+            assert await client.get(PODS, api.ns, "absent") is None
     finally:
-        beat.cancel()
         await client.close()
-    assert ticks >= 10  # the loop ran during the 1 s login
+    assert loop.ticks >= 10  # the loop ran during the 1 s login

@@ -4,7 +4,6 @@ real API server, and the event loop keeps running while the plugin does."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import stat
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 import yaml
 from memkube_operator.handlers import default_login
 from memkube_operator.kube import PODS, KubeApi
-from opharness import ClusterApi
+from opharness import ClusterApi, LoopTicks
 
 SLOW = 1.0  # seconds the plugin takes, as a credential helper fetching a token would
 
@@ -101,21 +100,12 @@ async def test_an_exec_plugin_login_works_and_never_blocks_the_loop(
     # The kubernetes library reads $KUBECONFIG once, at import: point its default there.
     monkeypatch.setenv("KUBECONFIG", str(path))
     monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
-    ticks = 0
-
-    async def heartbeat() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.05)
-            ticks += 1
-
-    beat = asyncio.create_task(heartbeat())
     client = KubeApi(default_login)
     try:
-        assert await client.get(PODS, api.ns, "absent") is None  # authorized as the reader
-        assert await client.list(PODS, api.ns, "memkube.dev/pool=x") == []
+        async with LoopTicks() as loop:
+            assert await client.get(PODS, api.ns, "absent") is None  # authorized as the reader
+            assert await client.list(PODS, api.ns, "memkube.dev/pool=x") == []
     finally:
-        beat.cancel()
         await client.close()
     assert ran.read_text().count("run") >= 1  # the plugin really ran
-    assert ticks >= 10, ticks  # the loop kept ticking while it slept
+    assert loop.ticks >= 10, loop.ticks  # the loop kept ticking while it slept
