@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import procs
 import psutil
 import pytest
 import rawhttp
@@ -136,11 +137,6 @@ def test_the_pool_keeps_serving_under_attack(tmp_path: Path) -> None:
         if attacker is not None and attacker.poll() is None:
             attacker.kill()
             attacker.wait()
-        pool.send_signal(signal.SIGINT)
-        try:
-            pool.wait(30)
-        except subprocess.TimeoutExpired:
-            pool.kill()
-            pool.wait()
+        procs.stop(pool, signal.SIGINT, timeout=30)
     size = log_path.stat().st_size
     assert size < 1_000_000, f"the pool logged {size} bytes under attack"

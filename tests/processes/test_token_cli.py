@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import procs
 import rawhttp
 
 TOKEN = "cli-test-token-0123456789abcdef"
@@ -31,13 +32,7 @@ def _process(args: list[str], env: dict[str, str]) -> Iterator[tuple[subprocess.
     try:
         yield proc, proc.stdout.readline()
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        procs.stop(proc)
 
 
 def test_worker_without_a_token_exits_with_a_clear_error() -> None:
