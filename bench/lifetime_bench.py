@@ -323,17 +323,11 @@ def main() -> None:
             gathers[name].append(g)
             print(f"gather {name}: {g['gather_s']:.3f} s", flush=True)
     no_ray = "--no-ray" if args.no_ray else raylib.available()
-    ray_gather = [raylib.run("gather", n=n_gather, chunk=CHUNK, cpus=2)
-                  for _ in range(args.repeats)] if no_ray is None else []
-    print(f"gather ray: {ray_gather}", flush=True)
+    ray_gather = raylib.repeat("gather", args.repeats, no_ray, n=n_gather, chunk=CHUNK, cpus=2)
     result["gather"] = {**gathers, "ray": ray_gather}
     g_med = {k: benchlib.median([g["gather_s"] for g in v]) for k, v in gathers.items()}
-    ray_ok = [g["gather_s"] for g in ray_gather if "gather_s" in g]
-    g_med["ray"] = benchlib.median(ray_ok) if ray_ok else None
-    checks = {round(g["check"], 3) for v in gathers.values() for g in v}
-    checks |= {round(g["check"], 3) for g in ray_gather if "check" in g}
-    if len(checks) != 1:
-        print(f"WARNING: gathered values differ between systems: {checks}")
+    g_med["ray"] = raylib.median_of(ray_gather, "gather_s")
+    raylib.warn_unless_equal("gathered", *gathers.values(), ray_gather)
 
     mk, dk = release["memkube"], release["dask"]
     rows: list[dict[str, Any]] = [

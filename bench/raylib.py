@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +36,23 @@ def run(shape: str, timeout: float = 600, **params: Any) -> dict[str, Any]:
             result: dict[str, Any] = json.loads(line[len("RESULT "):])
             return result
     return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-600:]}"}
+
+
+def repeat(shape: str, repeats: int, why_not: str | None, **params: Any) -> list[dict[str, Any]]:
+    """``repeats`` runs of one shape, none when ``why_not`` says Ray is left out."""
+    runs = [run(shape, **params) for _ in range(repeats)] if why_not is None else []
+    print(f"{shape} ray: {runs}", flush=True)
+    return runs
+
+
+def median_of(runs: list[dict[str, Any]], figure: str) -> float | None:
+    """The median of ``figure`` over the runs that produced it (None if none did)."""
+    values = [r[figure] for r in runs if figure in r]
+    return statistics.median(values) if values else None
+
+
+def warn_unless_equal(what: str, *groups: list[dict[str, Any]]) -> None:
+    """Each run records a ``check`` of the values it handled: every system must agree."""
+    checks = {round(r["check"], 3) for runs in groups for r in runs if "check" in r}
+    if len(checks) != 1:
+        print(f"WARNING: {what} values differ between systems: {checks}")

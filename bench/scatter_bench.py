@@ -116,16 +116,10 @@ def main() -> None:
             runs[name].append(r)
             print(f"scatter {name}: {r['scatter_s']:.3f} s", flush=True)
     no_ray = "--no-ray" if args.no_ray else raylib.available()
-    ray_runs = [raylib.run("put", n=n, chunk=CHUNK, cpus=2)
-                for _ in range(repeats)] if no_ray is None else []
-    print(f"scatter ray: {ray_runs}", flush=True)
+    ray_runs = raylib.repeat("put", repeats, no_ray, n=n, chunk=CHUNK, cpus=2)
     med = {k: benchlib.median([r["scatter_s"] for r in v]) for k, v in runs.items()}
-    ray_ok = [r["put_s"] for r in ray_runs if "put_s" in r]
-    med["ray"] = benchlib.median(ray_ok) if ray_ok else None
-    checks = {round(r["check"], 3) for v in runs.values() for r in v}
-    checks |= {round(r["check"], 3) for r in ray_runs if "check" in r}
-    if len(checks) != 1:
-        print(f"WARNING: scattered values differ between systems: {checks}")
+    med["ray"] = raylib.median_of(ray_runs, "put_s")
+    raylib.warn_unless_equal("scattered", *runs.values(), ray_runs)
     size = f"{n * CHUNK / GiB:.2f} GiB"
     rows: list[dict[str, Any]] = []
     for label, key in ((f"scatter {size} (s) - memkube straight to the workers", "memkube"),
