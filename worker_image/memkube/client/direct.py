@@ -148,11 +148,20 @@ async def fetch_direct(client: Client, routes: Routes,
     return items, rest
 
 
+#: Seconds without a byte from a worker after which a direct gather gives up on it.
+SILENT_HOLDER = 60.0
+
+
 async def _fetch_batch(session: aiohttp.ClientSession, routes: Routes, address: str,
                        keys: list[str]) -> Frames:
     url = parse_address(routes.resolve(address)).http + "/data"
     try:
-        async with session.post(url, data=msgpack.packb({"keys": keys})) as resp:
+        # A worker whose pod vanished answers nothing (no reset comes from a removed network
+        # namespace): give up on a silent holder and ask elsewhere.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=routes.connect_timeout * 4,
+                                        sock_read=SILENT_HOLDER)
+        async with session.post(url, data=msgpack.packb({"keys": keys}),
+                                timeout=timeout) as resp:
             if resp.status != 200:
                 log.warning("worker %s answered %s to a direct gather", address, resp.status)
                 return {}
