@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from memkube.memory.spilldir import PREFIX, SpillDirectory, remove_stale
 
@@ -55,3 +58,20 @@ def test_foreign_directories_are_left_alone(tmp_path: Path) -> None:
     (tmp_path / "unrelated").mkdir()
     assert remove_stale(tmp_path) == 0
     assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_a_file_deleted_by_another_thread_meanwhile_does_not_stop_removal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spill = SpillDirectory(tmp_path)
+    for i in range(3):
+        (spill.path / f"{i:012d}.spill").write_bytes(b"x")
+    real_unlink = os.unlink
+
+    def raced(path: str, *, dir_fd: int | None = None) -> None:
+        real_unlink(path, dir_fd=dir_fd)  # a free job got there first...
+        if str(path).endswith(".spill"):
+            raise FileNotFoundError(2, "No such file or directory", path)  # ...so rmtree's fails
+
+    monkeypatch.setattr(os, "unlink", raced)
+    spill.remove()
+    assert list(tmp_path.iterdir()) == []

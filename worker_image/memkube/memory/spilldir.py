@@ -44,6 +44,12 @@ def remove_stale(parent: Path) -> int:
     return removed
 
 
+def _gone_is_fine(function: object, path: str, exc: BaseException) -> None:
+    """rmtree's error handler: a file another thread deleted first is what we wanted."""
+    if not isinstance(exc, FileNotFoundError):
+        raise exc
+
+
 class SpillDirectory:
     """A fresh, locked spill directory under ``parent``; :meth:`remove` deletes it."""
 
@@ -65,6 +71,6 @@ class SpillDirectory:
         """Delete the directory and everything in it, then release the lock."""
         if self._fd is None:
             return
-        shutil.rmtree(self.path, ignore_errors=False)
+        shutil.rmtree(self.path, onexc=_gone_is_fine)
         os.close(self._fd)
         self._fd = None

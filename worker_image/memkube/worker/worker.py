@@ -172,8 +172,10 @@ class Worker:
         if self._session is not None:
             await self._session.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
+        # frees, prefetches and transfers in I/O threads finish first: a spill file being
+        # deleted there while the spill directory is removed raced it (FileNotFoundError)
+        await asyncio.to_thread(self.io_executor.shutdown, wait=True)
         await self.memory.close()
-        self.io_executor.shutdown(wait=True)
         self.finished.set()
 
     async def __aenter__(self) -> Self:
