@@ -11,9 +11,11 @@ import asyncio
 
 import numpy as np
 import pytest
-from inprocess_pool import Pool, closed_port, unreachable_routes
+from inprocess_pool import Pool, closed_port, silent_worker, unreachable_routes
 from memkube import Client
+from memkube import serving
 from memkube.client.direct import Routes
+from memkube.worker.transfer import fetch_from_peer
 
 
 def make(i: int) -> np.ndarray:
@@ -93,3 +95,40 @@ async def test_keys_of_a_failing_holder_come_from_their_other_holder(pool: Pool)
         assert pool.scheduler.proxied_bytes["gather"] == before
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize("pool", [{"replication_factor": 2}], indirect=True)
+async def test_a_holder_that_goes_silent_is_given_up_on(
+        pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a force-deleted pod's address answers nothing, not even a reset: the gather stops
+    # waiting for it after SILENT_PEER without a byte and takes its share from the other holder
+    monkeypatch.setattr(serving, "SILENT_PEER", 0.5)
+    client = await Client(pool.scheduler.address, token=pool.token, asynchronous=True)
+    async with silent_worker() as silent:
+        first = pool.workers[0].address
+        client.routes = routes = Routes(resolve=lambda a: silent if a == first else a)
+        try:
+            futures = client.map(make, range(8))
+            for _ in range(300):
+                holders = await client.who_has(futures)
+                if all(len(hs) == 2 for hs in holders.values()):
+                    break
+                await asyncio.sleep(0.05)
+            assert all(len(hs) == 2 for hs in holders.values())
+            values = await asyncio.wait_for(client.gather(futures), 20)
+            assert [float(v[0]) for v in values] == [float(i) for i in range(8)]
+            assert routes.fallback_keys == 0  # from the other holder, not the scheduler
+            assert routes.known(first) is None  # to be probed again next time
+        finally:
+            await client.close()
+
+
+async def test_a_peer_that_goes_silent_fails_the_fetch(
+        pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # worker to worker: the fetch gives up and reports the keys as not obtained
+    monkeypatch.setattr(serving, "SILENT_PEER", 0.5)
+    session = pool.workers[0]._session
+    assert session is not None
+    async with silent_worker() as silent:
+        got, failed = await asyncio.wait_for(fetch_from_peer(session, silent, ["a", "b"]), 20)
+    assert (got, failed) == ({}, ["a", "b"])

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from memkube.memory.spilldir import PREFIX, SpillDirectory, remove_stale
 
 

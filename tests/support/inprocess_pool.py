@@ -6,6 +6,7 @@ loopback, real spill directories, one asynchronous client.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
@@ -86,3 +87,30 @@ def unreachable_routes(pool: Pool, which: str) -> Routes:
     first = pool.workers[0].address
     return Routes(connect_timeout=0.5, resolve=lambda address: (
         bogus if which == "all" or address == first else address))
+
+
+@contextlib.asynccontextmanager
+async def silent_worker() -> AsyncIterator[str]:
+    """The address of an HTTP server that passes the health probe and then never answers a
+    data request: a worker whose pod vanished after the client (or a peer) probed it."""
+    from aiohttp import web
+
+    async def health(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def hang(request: web.Request) -> web.Response:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_post("/data", hang)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"tcp://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

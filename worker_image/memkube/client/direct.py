@@ -38,7 +38,7 @@ from .. import serialize
 from ..addresses import parse_address
 from ..errors import ProtocolError
 from ..serialize import Frame
-from ..serving import stream_buffers
+from ..serving import data_timeout, read_response, stream_buffers
 
 if TYPE_CHECKING:
     from .client import Client
@@ -148,24 +148,17 @@ async def fetch_direct(client: Client, routes: Routes,
     return items, rest
 
 
-#: Seconds without a byte from a worker after which a direct gather gives up on it.
-SILENT_HOLDER = 60.0
-
-
 async def _fetch_batch(session: aiohttp.ClientSession, routes: Routes, address: str,
                        keys: list[str]) -> Frames:
     url = parse_address(routes.resolve(address)).http + "/data"
     try:
-        # A worker whose pod vanished answers nothing (no reset comes from a removed network
-        # namespace): give up on a silent holder and ask elsewhere.
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=routes.connect_timeout * 4,
-                                        sock_read=SILENT_HOLDER)
+        # a silent holder is given up on (serving.SILENT_PEER) and the keys asked elsewhere
         async with session.post(url, data=msgpack.packb({"keys": keys}),
-                                timeout=timeout) as resp:
+                                timeout=data_timeout(routes.connect_timeout * 4)) as resp:
             if resp.status != 200:
                 log.warning("worker %s answered %s to a direct gather", address, resp.status)
                 return {}
-            payload = await resp.read()
+            payload = await read_response(resp)
         items, _missing, errors = serialize.unpack_bundle(payload)
     except (aiohttp.ClientError, OSError, ProtocolError, TimeoutError) as exc:
         log.info("direct gather from %s failed (%s); through the scheduler instead",

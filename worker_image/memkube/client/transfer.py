@@ -21,7 +21,7 @@ import msgpack
 
 from .. import serialize
 from ..errors import AuthenticationError, CommError, DataLostError, TaskError
-from ..serving import stream_buffers
+from ..serving import read_response, stream_buffers
 from . import direct
 from .futures import ERROR
 
@@ -55,7 +55,7 @@ async def fetch_through_scheduler(client: Client, keys: list[str]) -> dict[str, 
             if resp.status == 401:
                 raise AuthenticationError("scheduler rejected the token")
             resp.raise_for_status()
-            payload = await resp.read()
+            payload = await read_response(resp)
     except aiohttp.ClientError as exc:
         raise CommError(f"gather from {client.address} failed: {exc}") from exc
     items, missing, errs = serialize.unpack_bundle(payload)

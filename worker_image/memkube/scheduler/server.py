@@ -38,7 +38,14 @@ from ..protocol import (
     validate,
 )
 from ..security import Auth, TLSConfig
-from ..serving import peer_session, read_limited, start_server, stream_buffers
+from ..serving import (
+    data_timeout,
+    peer_session,
+    read_limited,
+    read_response,
+    start_server,
+    stream_buffers,
+)
 from .handlers import apply_client_op, apply_worker_op, error_for
 from .model import RETIRING
 from .pool import pool_snapshot
@@ -578,12 +585,13 @@ class Scheduler:
 
         url = parse_address(address).http + "/data"
         try:
-            async with self._session.post(url, data=msgpack.packb({"keys": keys})) as resp:
+            async with self._session.post(url, data=msgpack.packb({"keys": keys}),
+                                          timeout=data_timeout()) as resp:
                 if resp.status != 200:
                     return {}, keys, {}
-                payload = await resp.read()
+                payload = await read_response(resp)
             return serialize.unpack_bundle(payload)
-        except (aiohttp.ClientError, OSError, ProtocolError) as exc:
+        except (aiohttp.ClientError, OSError, ProtocolError, TimeoutError) as exc:
             log.warning("could not fetch %d keys from %s: %s", len(keys), address, exc)
             return {}, keys, {}
 

@@ -22,6 +22,7 @@ from .. import serialize
 from ..addresses import parse_address
 from ..errors import ProtocolError, SpillError
 from ..memory import WorkerMemory, sizeof
+from ..serving import data_timeout, read_response
 from .intake import Intake, expected, next_batch, shortfall, to_disk, unlimited
 
 log = logging.getLogger(__name__)
@@ -33,11 +34,12 @@ async def fetch_from_peer(
     """Fetch ``keys`` from the worker at ``address``: (frames by key, keys not obtained)."""
     url = parse_address(address).http + "/data"
     try:
-        async with session.post(url, data=msgpack.packb({"keys": keys})) as resp:
+        async with session.post(url, data=msgpack.packb({"keys": keys}),
+                                timeout=data_timeout()) as resp:
             if resp.status != 200:
                 log.warning("peer %s answered %s for %d keys", address, resp.status, len(keys))
                 return {}, list(keys)
-            payload = await resp.read()
+            payload = await read_response(resp)
         items, _missing, errors = serialize.unpack_bundle(payload)
     except (aiohttp.ClientError, OSError, ProtocolError, TimeoutError) as exc:
         log.warning("could not fetch %d keys from %s: %s", len(keys), address, exc)
