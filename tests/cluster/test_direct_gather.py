@@ -12,8 +12,7 @@ import asyncio
 import numpy as np
 import pytest
 from inprocess_pool import Pool, closed_port, silent_worker, unreachable_routes
-from memkube import Client
-from memkube import serving
+from memkube import Client, serving
 from memkube.client.direct import Routes
 from memkube.worker.transfer import fetch_from_peer
 

@@ -296,3 +296,49 @@ def test_tasks_ready_while_every_worker_is_paused_run_after_resume(s: SchedulerS
     s.worker_status(next(iter(s.workers)), "running", "memory at 60%")
     workers, _ = s.drain()
     assert [m["key"] for msgs in workers.values() for m in ops(msgs, "compute-task")] == ["y"]
+
+
+def outstanding(s: SchedulerState) -> dict[str, int]:
+    return {w.name: len(w.processing) for w in s.workers.values()}
+
+
+def finish_timed(s: SchedulerState, key: str, duration: float, nbytes: int) -> None:
+    ts = s.tasks[key]
+    assert ts.processing_on is not None
+    s.task_finished(ts.processing_on.address, key, nbytes, "int", duration)
+
+
+@pytest.mark.parametrize(("duration", "nbytes", "depth"), [
+    (0.0001, 10, 8),  # no-ops: 8 per thread keep each worker busy between round trips
+    (0.00045, 10, 4),  # 2 ms of work queued per thread: 4.4 tasks, floored
+    (0.002, 10, 2),  # a millisecond or more: saturation alone (another client never waits)
+    (0.0001, 1 << 20, 2),  # tiny but large results: no memory piled up ahead of reductions
+])
+def test_tiny_tasks_are_queued_deeper_on_the_workers(
+        s: SchedulerState, duration: float, nbytes: int, depth: int) -> None:
+    s.update_graph("c1", [spec(f"t{i}", priority=(0, i)) for i in range(200)],
+                   [f"t{i}" for i in range(200)])
+    assert outstanding(s) == {"a": 2, "b": 2}
+    for _ in range(60):  # the moving averages settle on what the tasks do
+        running = next(ts for ts in s.tasks.values() if ts.processing_on is not None)
+        finish_timed(s, running.key, duration, nbytes)
+    s.drain()
+    assert outstanding(s) == {"a": depth, "b": depth}
+
+
+def test_a_small_result_a_client_waits_for_comes_inline(s: SchedulerState) -> None:
+    s.update_graph("c1", [spec("x"), spec("y", ("x",))], ["y"])
+    workers, _ = s.drain()
+    (compute_x,) = [m for msgs in workers.values() for m in ops(msgs, "compute-task")]
+    assert "inline" not in compute_x  # nobody waits for x itself: its result stays put
+    finish(s, "x")
+    workers, _ = s.drain()
+    (compute_y,) = [m for msgs in workers.values() for m in ops(msgs, "compute-task")]
+    assert compute_y["inline"] is True
+    ts = s.tasks["y"]
+    assert ts.processing_on is not None
+    s.task_finished(ts.processing_on.address, "y", 10, "int", value=b"packed frames")
+    _, clients = s.drain()
+    assert clients["c1"] == [{"op": "key-in-memory", "key": "y", "type": "int",
+                              "value": b"packed frames"}]
+    assert s.inlined_bytes == len(b"packed frames")

@@ -101,11 +101,17 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "error": {"message": _STR},
 }
 
+#: A result whose frames take at most this many bytes travels inline, when a client wants
+#: it: in the worker's ``task-finished`` and the scheduler's ``key-in-memory`` ("value",
+#: ``serialize.pack_frames``), so ``submit(...).result()`` needs no transfer afterwards.
+INLINE_LIMIT = 64 << 10
+
 #: Fields that may be absent; when present they must fit.
 OPTIONAL: dict[str, dict[str, str]] = {
-    "task-finished": {"duration": _NUM},
+    "task-finished": {"duration": _NUM, "value": _BYTES},
+    "key-in-memory": {"value": _BYTES},
     "worker-status": {"reason": _STR},
-    "compute-task": {"nbytes": _KEY_SIZES},
+    "compute-task": {"nbytes": _KEY_SIZES, "inline": _BOOL},
     "acquire-replicas": {"nbytes": _KEY_SIZES},
     "scattered-data": {"types": _MAP},
     "expect-data": {"ttl": _NUM},

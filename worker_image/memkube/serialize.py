@@ -60,6 +60,11 @@ def pack_header(frames: Sequence[Frame]) -> bytes:
     return _HEADER_LEN.pack(len(header)) + header
 
 
+def pack_frames(frames: Sequence[Frame]) -> bytes:
+    """Frames and their prefix joined into one bytes object (for small values only)."""
+    return b"".join([pack_header(frames), *frames])
+
+
 def unpack(payload: bytes | bytearray | memoryview) -> list[memoryview]:
     """Split a whole wire payload back into frames (zero-copy views)."""
     view = memoryview(payload)

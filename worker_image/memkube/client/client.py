@@ -64,6 +64,10 @@ SCHEDULER_OPS = ops_allowed("welcome", "key-in-memory", "task-erred-client", "ke
                             "reply", "error")
 _priority_counter = itertools.count()
 
+#: Bytes of inline results (``protocol.INLINE_LIMIT`` each) a client keeps at most: a
+#: million small futures never gathered must not hold gigabytes here.
+INLINE_BUDGET = 64 << 20
+
 
 class Client:
     """Connects to a memkube pool. See the module docstring."""
@@ -103,6 +107,7 @@ class Client:
             self._loop_thread.loop if self._loop_thread else None)
         self._refs: dict[str, int] = {}
         self._states: dict[str, FutureState] = {}
+        self.inline_bytes = 0  # of results kept inline in the states (a figure, and the budget)
         self._lock = threading.Lock()
         self._to_release: set[str] = set()
         self._scopes: list[list[Future]] = []
@@ -250,6 +255,7 @@ class Client:
         state = self._states.get(msg.get("key", ""))
         if op == "key-in-memory":
             if state is not None:
+                self._keep_inline(state, msg.get("value"))
                 state.finish(msg["type"])
         elif op == "task-erred-client":
             if state is not None:
@@ -263,6 +269,16 @@ class Client:
                 fut.set_result(msg["result"])
         elif op == "error":
             self._scheduler_error(msg)
+
+    def _keep_inline(self, state: FutureState, value: bytes | None) -> None:
+        """Keep a small result that came inline, while the client holds at most
+        :data:`INLINE_BUDGET` bytes of them (beyond, results are fetched as usual)."""
+        if state.value is not None:
+            self.inline_bytes -= len(state.value)
+            state.value = None
+        if value is not None and self.inline_bytes + len(value) <= INLINE_BUDGET:
+            state.value = bytes(value)
+            self.inline_bytes += len(value)
 
     def _scheduler_error(self, msg: Message) -> None:
         """The scheduler refused or failed one of our operations: fail what waits on it."""
@@ -315,7 +331,9 @@ class Client:
             keys = [k for k in self._to_release if k not in self._refs]
             self._to_release.clear()
             for k in keys:
-                self._states.pop(k, None)
+                state = self._states.pop(k, None)
+                if state is not None and state.value is not None:
+                    self.inline_bytes -= len(state.value)
         if keys and self._comm is not None:
             self._comm.send({"op": "release-keys", "keys": keys})
 

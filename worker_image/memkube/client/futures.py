@@ -35,11 +35,13 @@ class FutureState:
         "status",
         "traceback",
         "type",
+        "value",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.status = PENDING
         self.type = ""
+        self.value: bytes | None = None  # a small result that came inline (packed frames)
         self.exception: BaseException | None = None
         self.traceback = ""
         self.reason = ""

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 
 async def fetch(client: Client, keys: list[str]) -> dict[str, Any]:
     """Values of keys in memory; raises the task's error, or DataLostError if gone."""
+    inline = _inline_values(client, keys)
+    if len(inline) == len(keys):
+        return inline
+    keys = [k for k in keys if k not in inline]
     items: dict[str, list[memoryview]] = {}
     rest = keys
     try:
@@ -40,10 +44,22 @@ async def fetch(client: Client, keys: list[str]) -> dict[str, Any]:
     except CommError:
         rest = keys  # the who-has request failed: the scheduler path says why
     values = await fetch_through_scheduler(client, rest) if rest else {}
+    values.update(inline)
     if items:
         loop = asyncio.get_running_loop()
         values.update(await loop.run_in_executor(None, _loads_all, items))
     return values
+
+
+def _inline_values(client: Client, keys: list[str]) -> dict[str, Any]:
+    """The values of the keys whose small results came inline (on the loop: each is at most
+    ``protocol.INLINE_LIMIT`` bytes, and the client keeps at most ``INLINE_BUDGET``)."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        state = client._states.get(key)
+        if state is not None and state.value is not None:
+            out[key] = serialize.loads(serialize.unpack(state.value))
+    return out
 
 
 async def fetch_through_scheduler(client: Client, keys: list[str]) -> dict[str, Any]:

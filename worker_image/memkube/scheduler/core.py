@@ -38,6 +38,13 @@ from .model import (
 from .replication import replicate_key
 from .scatter import ScatterGrants
 
+#: Work, in seconds of recent average task duration, kept queued on a worker per thread
+#: when tasks are tiny (:meth:`SchedulerCore._tiny_task_depth`), at most MAX_TINY_DEPTH
+#: tasks; and the average result size above which no extra depth is given.
+QUEUED_SECONDS = 0.002
+MAX_TINY_DEPTH = 8
+TINY_RESULT = 64 << 10
+
 
 class SchedulerCore:
     """Records, outboxes and task transitions; see the module docstring."""
@@ -68,12 +75,14 @@ class SchedulerCore:
         self._outbox_clients: dict[str, list[Message]] = defaultdict(list)
         self.retirements: list[Any] = []  # active retire.Retirement objects
         self.avg_task_seconds = 0.005
+        self.avg_result_bytes = 0.0  # moving average of results' sizes (with the duration)
         self.restarts_by_name: dict[str, int] = defaultdict(int)  # memory restarts
         # Callbacks run once when a key next settles (in memory, erred or forgotten); the
         # shell uses them to wait for recomputations, e.g. a gather during recovery.
         self.settle_callbacks: dict[str, list[Any]] = defaultdict(list)
         self.held_bytes = 0  # bytes of results on workers, replicas included
         self.peak_held_bytes = 0
+        self.inlined_bytes = 0  # small results passed on to clients in key-in-memory
         self.memory_fit = MemoryFit()  # per-prefix peaks and memory kills (memfit.py)
         self.grants = ScatterGrants()  # direct scatters under way (scatter.py)
 
@@ -193,7 +202,19 @@ class SchedulerCore:
     def _slots(self, ws: WorkerState) -> int:
         if math.isinf(self.worker_saturation):  # no root-task queuing: flood the workers
             return 1 << 30
-        return max(1, math.ceil(ws.nthreads * self.worker_saturation))
+        return max(1, math.ceil(ws.nthreads * self.worker_saturation),
+                   ws.nthreads * self._tiny_task_depth())
+
+    def _tiny_task_depth(self) -> int:
+        """Tasks per thread to keep on a worker when recent tasks are tiny: with two, a
+        no-op's thread waits for the scheduler's answer after each task (a round trip
+        is ~1 ms); enough to cover :data:`QUEUED_SECONDS` of work keeps it busy. Only for
+        small results, so memory cannot pile up on a worker ahead of its reductions; and
+        tasks of a millisecond or more get no extra depth, so another client's task never
+        waits behind more than ~QUEUED_SECONDS of them."""
+        if self.avg_result_bytes > TINY_RESULT or self.avg_task_seconds <= 0:
+            return 0
+        return min(MAX_TINY_DEPTH, int(QUEUED_SECONDS / self.avg_task_seconds))
 
     def _fill_workers(self) -> None:
         """Hand queued root tasks to running workers with free slots.
@@ -241,6 +262,8 @@ class SchedulerCore:
         peak = self.memory_fit.expected(ts.key)
         if peak is not None:
             msg["peak"] = peak
+        if ts.who_wants:
+            msg["inline"] = True  # a client waits for it: a small result comes back inline
         if self.memory_fit.kills.get(ts.key):
             msg["alone"] = True  # killed for memory before: run it alone, all spilled
         self.to_worker(ws, msg)

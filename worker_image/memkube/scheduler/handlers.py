@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..protocol import InvalidMessage, Message
+from ..protocol import INLINE_LIMIT, InvalidMessage, Message
 from .state import SchedulerState
 
 log = logging.getLogger(__name__)
@@ -72,9 +72,12 @@ def apply_worker_op(state: SchedulerState, address: str, msg: Message) -> None:
     op = msg["op"]
     if op == "task-finished":
         peak = msg.get("peak")
+        value = msg.get("value")
         state.task_finished(address, msg["key"], msg["nbytes"], msg["type"],
                             float(msg.get("duration", 0.0)),
                             peak if isinstance(peak, int) and not isinstance(peak, bool)
+                            else None,
+                            value=value if value is not None and len(value) <= INLINE_LIMIT
                             else None)
     elif op == "heartbeat-worker":
         state.worker_heartbeat(address, msg["memory"], msg["executing"], msg["ready"])

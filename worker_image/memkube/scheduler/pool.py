@@ -44,6 +44,6 @@ def pool_snapshot(scheduler: Scheduler) -> dict[str, Any]:
         "tasks": state.task_counts(),
         "replication": {"factor": state.replication_factor, "shortfall": shortfall(state)},
         "clients": len(state.clients),
-        "proxied_bytes": dict(scheduler.proxied_bytes),
+        "proxied_bytes": {**scheduler.proxied_bytes, "inline": state.inlined_bytes},
         "events": list(state.events[-200:]),
     }

@@ -328,7 +328,10 @@ class SchedulerState(SchedulerCore):
     # ------------------------------------------------------------------ task results
 
     def task_finished(self, address: str, key: str, nbytes: int, type_: str,
-                      duration: float = 0.0, peak: int | None = None) -> None:
+                      duration: float = 0.0, peak: int | None = None, *,
+                      value: bytes | None = None) -> None:
+        """``value``: the result's frames (small ones come inline), passed on to the clients
+        that want the key now and not kept here."""
         ws = self.workers.get(address)
         ts = self.tasks.get(key)
         if ws is None:
@@ -342,6 +345,7 @@ class SchedulerState(SchedulerCore):
             return
         if duration > 0:
             self.avg_task_seconds = 0.9 * self.avg_task_seconds + 0.1 * duration
+            self.avg_result_bytes = 0.9 * self.avg_result_bytes + 0.1 * nbytes
         if ts.state == PROCESSING:
             ws.processing.discard(ts)
             ts.processing_on = None
@@ -350,7 +354,11 @@ class SchedulerState(SchedulerCore):
             self.memory_fit.finished(ts, peak)
         ts.nbytes, ts.type = nbytes, type_
         self.add_replica(ts, ws)
-        self.to_clients(ts.who_wants, {"op": "key-in-memory", "key": key, "type": type_})
+        msg: dict[str, Any] = {"op": "key-in-memory", "key": key, "type": type_}
+        if value is not None and ts.who_wants:
+            msg["value"] = value
+            self.inlined_bytes += len(value) * len(ts.who_wants)
+        self.to_clients(ts.who_wants, msg)
         self._settled(ts)
         for dep in list(ts.dependents):
             if ts in dep.waiting_on:

@@ -41,6 +41,7 @@ class WorkerTask:
     nbytes: dict[str, int] = field(default_factory=dict)
     expected_peak: int | None = None  # from the scheduler's prefix statistics
     alone: bool = False  # killed for memory before: run with nothing else, all spilled
+    inline: bool = False  # a client waits for it: send a small result with task-finished
     state: str = FETCHING
     cancelled: bool = False
     waiting_on: set[str] = field(default_factory=set)
@@ -157,6 +158,7 @@ class WorkerState:
             tuple(msg["priority"]), {str(k): int(v) for k, v in (msg.get("nbytes") or {}).items()},
             expected_peak=int(peak) if isinstance(peak, int) else None,
             alone=msg.get("alone") is True,
+            inline=msg.get("inline") is True,
         )
         if wt.expected_peak is not None:
             self.admission.learn(wt.prefix, wt.expected_peak)

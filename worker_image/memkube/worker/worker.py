@@ -32,10 +32,18 @@ import aiohttp
 import cloudpickle
 from aiohttp import web
 
+from .. import serialize
 from ..addresses import Address, parse_address
 from ..errors import CommError, TaskError
 from ..memory import MemoryConfig, WorkerMemory, sizeof
-from ..protocol import MAX_FRAME, BatchedSend, Message, ops_allowed, receive_ops
+from ..protocol import (
+    INLINE_LIMIT,
+    MAX_FRAME,
+    BatchedSend,
+    Message,
+    ops_allowed,
+    receive_ops,
+)
 from ..security import Auth, TLSConfig
 from ..serving import peer_session, start_server
 from ..taskspec import execute
@@ -394,8 +402,14 @@ class Worker:
             self.memory.data[wt.key] = result
         except Exception as exc:  # noqa: BLE001 - storing failed (e.g. spill store broken)
             return _error_report(wt.key, exc)
-        return {"op": "task-finished", "key": wt.key, "nbytes": sizeof(result),
-                "type": type(result).__qualname__, "duration": duration}
+        nbytes = sizeof(result)
+        report: Message = {"op": "task-finished", "key": wt.key, "nbytes": nbytes,
+                           "type": type(result).__qualname__, "duration": duration}
+        if wt.inline and nbytes <= INLINE_LIMIT:
+            value = inline_value(result)
+            if value is not None:
+                report["value"] = value
+        return report
 
     def _task_done(self, wt: WorkerTask, fut: asyncio.Future[tuple[Message, int]]) -> None:
         if fut.cancelled() or self._closing:
@@ -499,3 +513,14 @@ def _error_report(key: str, exc: BaseException) -> Message:
     except Exception:  # noqa: BLE001 - the exception itself may not pickle
         blob = cloudpickle.dumps(TaskError(text, tb))
     return {"op": "task-erred", "key": key, "exception": blob, "traceback": tb, "text": text}
+
+
+def inline_value(result: Any) -> bytes | None:
+    """A small result's frames in one bytes object (``protocol.INLINE_LIMIT``), else None:
+    too large once serialized, or not serializable (a gather will say why)."""
+    try:
+        frames = serialize.dumps(result)
+    except Exception:  # noqa: BLE001 - pickling runs user code, which may raise anything
+        return None
+    packed = serialize.pack_frames(frames)
+    return packed if len(packed) <= INLINE_LIMIT else None
