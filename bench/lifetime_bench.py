@@ -18,8 +18,10 @@ Two workers x one thread, 1 GiB memory limit each, both systems in turn.
 * gather: 1 GiB (``--quick``: 0.25) of 32 MiB results held by the two workers, one
   ``gather`` into this process: memkube as it chooses (straight from the workers here),
   memkube with the workers unreachable for the client (through the scheduler, as behind a
-  port-forward), dask, and Ray (``ray_peer.py``: one ``ray.get``; on one node that maps
-  its shared-memory store, no bytes cross a socket).
+  port-forward), dask, and Ray (``ray_peer.py``: one ``ray.get``) in two shapes: with the
+  data on two other Ray nodes of this machine (``gather-nodes``: every byte crosses a
+  socket, as for the others; the figure compared), and on one node (the driver maps its
+  shared-memory store, no byte crosses a socket; shown for completeness).
 
 Not covered: memory pressure during recovery, retirement (graceful scale-down).
 
@@ -324,10 +326,12 @@ def main() -> None:
             print(f"gather {name}: {g['gather_s']:.3f} s", flush=True)
     no_ray = "--no-ray" if args.no_ray else raylib.available()
     ray_gather = raylib.repeat("gather", args.repeats, no_ray, n=n_gather, chunk=CHUNK, cpus=2)
-    result["gather"] = {**gathers, "ray": ray_gather}
+    ray_nodes = raylib.repeat("gather-nodes", args.repeats, no_ray, n=n_gather, chunk=CHUNK)
+    result["gather"] = {**gathers, "ray": ray_gather, "ray-nodes": ray_nodes}
     g_med = {k: benchlib.median([g["gather_s"] for g in v]) for k, v in gathers.items()}
-    g_med["ray"] = raylib.median_of(ray_gather, "gather_s")
-    raylib.warn_unless_equal("gathered", *gathers.values(), ray_gather)
+    g_med["ray"] = raylib.median_of(ray_nodes, "gather_s")
+    g_med["ray-one-node"] = raylib.median_of(ray_gather, "gather_s")
+    raylib.warn_unless_equal("gathered", *gathers.values(), ray_gather, ray_nodes)
 
     mk, dk = release["memkube"], release["dask"]
     rows: list[dict[str, Any]] = [
@@ -363,6 +367,9 @@ def main() -> None:
                      "ray": g_med["ray"], "memkube/dask": benchlib.ratio(g_med[key],
                                                                          g_med["dask"]),
                      "memkube/ray": benchlib.ratio(g_med[key], g_med["ray"])})
+    rows.append({"figure": "  Ray on one node: the driver maps its store, no socket (s)",
+                 "memkube": g_med["memkube"], "ray": g_med["ray-one-node"],
+                 "memkube/ray": benchlib.ratio(g_med["memkube"], g_med["ray-one-node"])})
     result["table"] = rows
     benchlib.print_table("lifetime: 2 workers x 1 thread, 1 GiB each, median of "
                          f"{args.repeats}; load before {load}, after "

@@ -15,9 +15,18 @@ usage stats, its own temp dir), runs one shape and prints one JSON line. Shapes:
 * ``put``: ``n`` chunks built in the driver (the same values as the other systems'
   scatter), then ``ray.put`` of each, timed; checked by a task per object. On one node
   ``ray.put`` copies into the shared-memory store: no bytes cross a socket either.
+* ``gather-nodes`` and ``put-nodes``: the same on a Ray cluster of three nodes on this
+  machine (``ray.cluster_utils.Cluster``): a head node with no CPUs, where the driver runs,
+  and two worker nodes of one CPU each, every node with its own object store and raylet.
+  ``gather-nodes`` builds the chunks by tasks pinned to the worker nodes (half on each) and
+  times one ``ray.get`` in the driver: every byte crosses a socket into the head's store,
+  as when a KubeRay client gathers from worker pods. ``put-nodes`` times ``ray.put`` of
+  each chunk plus a task per chunk, pinned to the worker nodes (half on each), that
+  touches it: the time until every value is in a worker node's store, the shape of a
+  scatter to workers. This is the shape memkube's and dask's gather and scatter have.
 
 Not covered: Ray in a memory cgroup (its raylet, GCS and workers alone need more than the
-768 MiB the memkube and dask workers get), several nodes.
+768 MiB the memkube and dask workers get).
 
     .venv/bin/python bench/ray_peer.py SHAPE JSON_PARAMS
 """
@@ -31,6 +40,7 @@ import shutil
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -52,6 +62,66 @@ def fingerprint(a: Any) -> float:
 
 def noop(x: int) -> int:
     return x
+
+
+def _start_nodes(tmp: str, store_bytes: int) -> tuple[Any, list[str]]:
+    """A head node with no CPUs (the driver's) and two one-CPU worker nodes, on loopback.
+
+    Ray replaces a loopback bootstrap address with the machine's own IP when it expects a
+    real cluster (``ENABLE_RAY_CLUSTER``), and that IP is not where the GCS listens here;
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (set by ``raylib``) keeps loopback. Returns
+    the cluster and the worker nodes' ids."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    Path(tempfile.gettempdir(), "ray").mkdir(exist_ok=True)  # Cluster writes its address there
+    common = {"object_store_memory": store_bytes, "node_ip_address": "127.0.0.1"}
+    cluster = Cluster(initialize_head=True, head_node_args={
+        **common, "num_cpus": 0, "include_dashboard": False, "temp_dir": tmp})
+    workers = [cluster.add_node(num_cpus=1, **common) for _ in range(2)]
+    ray.init(address=cluster.address, log_to_driver=False)
+    cluster.wait_for_nodes()
+    return cluster, [n.node_id for n in workers]
+
+
+def _on(node_id: str) -> Any:
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(node_id, soft=False)
+
+
+def run_on_nodes(shape: str, params: dict[str, Any], tmp: str) -> dict[str, Any]:
+    import ray
+
+    out: dict[str, Any] = {"shape": shape, "nodes": 3}
+    cluster, nodes = _start_nodes(tmp, params.get("store", 2 << 30))
+    try:
+        if shape == "gather-nodes":
+            make = ray.remote(make_chunk)
+            refs = [make.options(scheduling_strategy=_on(nodes[i % 2])).remote(
+                i, params["chunk"], "random") for i in range(params["n"])]
+            ray.wait(refs, num_returns=len(refs), fetch_local=False)
+            start = time.perf_counter()
+            values = ray.get(refs)
+            out["gather_s"] = time.perf_counter() - start
+            out["nbytes"] = sum(v.nbytes for v in values)
+            out["check"] = float(sum(float(v[:1024].sum()) for v in values))
+        else:
+            values = [make_chunk(i, params["chunk"], "random") for i in range(params["n"])]
+            check = ray.remote(fingerprint)
+            ray.get([check.options(scheduling_strategy=_on(n)).remote(ray.put(values[0][:8]))
+                     for n in nodes])  # workers up on both nodes
+            start = time.perf_counter()
+            refs = [ray.put(v) for v in values]
+            sums = ray.get([check.options(scheduling_strategy=_on(nodes[i % 2])).remote(r)
+                            for i, r in enumerate(refs)])
+            out["put_s"] = time.perf_counter() - start
+            out["check"] = float(sum(sums))
+            out["nbytes"] = sum(v.nbytes for v in values)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    return out
 
 
 def _spill_figures() -> dict[str, float]:
@@ -77,6 +147,13 @@ def main() -> None:
     import ray
 
     tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    if shape in ("gather-nodes", "put-nodes"):
+        try:
+            out = run_on_nodes(shape, params, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print("RESULT " + json.dumps(out), flush=True)
+        return
     kwargs: dict[str, Any] = {"include_dashboard": False, "_node_ip_address": "127.0.0.1",
                               "_temp_dir": tmp, "log_to_driver": False,
                               "num_cpus": params.get("cpus", 1)}

@@ -24,7 +24,9 @@ def available() -> str | None:
 
 def run(shape: str, timeout: float = 600, **params: Any) -> dict[str, Any]:
     """Run one shape; a failure is returned as ``{"error": ...}``, never raised."""
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # ...CLUSTER=0: Ray keeps the loopback addresses of a several-node cluster on this
+    # machine (see ray_peer._start_nodes)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     try:
         proc = subprocess.run([sys.executable, str(PEER), shape, json.dumps(params)],
                               check=False, capture_output=True, text=True,

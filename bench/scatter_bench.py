@@ -13,8 +13,12 @@ each (``fingerprint``), untimed, and compared across systems.
   ``client.routes.resolve``): through the scheduler, as behind a port-forward;
 * dask as it chooses: ``client.scatter`` from outside a worker goes through the scheduler
   (``direct=None`` resolves to ``False``); and dask with ``direct=True``;
-* Ray: ``ray.put`` of each array (``ray_peer.py``, shape ``put``); on one node that copies
-  into the shared-memory store and no byte crosses a socket: shown for completeness.
+* Ray (``ray_peer.py``): on a cluster of three nodes of this machine, ``ray.put`` of each
+  array in the driver's head node plus a task per array on the two worker nodes that
+  touches it (shape ``put-nodes``: until every value is in a worker node's store, each byte
+  across a socket, the shape of a scatter; the figure compared); and ``ray.put`` alone on
+  one node (shape ``put``: a copy into the shared-memory store, no socket; shown for
+  completeness).
 
     .venv/bin/python bench/scatter_bench.py [--quick] [--repeats N] [--no-ray]
 """
@@ -117,9 +121,11 @@ def main() -> None:
             print(f"scatter {name}: {r['scatter_s']:.3f} s", flush=True)
     no_ray = "--no-ray" if args.no_ray else raylib.available()
     ray_runs = raylib.repeat("put", repeats, no_ray, n=n, chunk=CHUNK, cpus=2)
+    ray_nodes = raylib.repeat("put-nodes", repeats, no_ray, n=n, chunk=CHUNK)
     med = {k: benchlib.median([r["scatter_s"] for r in v]) for k, v in runs.items()}
-    med["ray"] = raylib.median_of(ray_runs, "put_s")
-    raylib.warn_unless_equal("scattered", *runs.values(), ray_runs)
+    med["ray"] = raylib.median_of(ray_nodes, "put_s")
+    med["ray-one-node"] = raylib.median_of(ray_runs, "put_s")
+    raylib.warn_unless_equal("scattered", *runs.values(), ray_runs, ray_nodes)
     size = f"{n * CHUNK / GiB:.2f} GiB"
     rows: list[dict[str, Any]] = []
     for label, key in ((f"scatter {size} (s) - memkube straight to the workers", "memkube"),
@@ -130,6 +136,9 @@ def main() -> None:
                      "memkube/dask": benchlib.ratio(med[key], med["dask"]),
                      "memkube/dask direct": benchlib.ratio(med[key], med["dask-direct"]),
                      "memkube/ray": benchlib.ratio(med[key], med["ray"])})
+    rows.append({"figure": "  Ray on one node: ray.put into its own store, no socket",
+                 "memkube": med["memkube"], "ray": med["ray-one-node"],
+                 "memkube/ray": benchlib.ratio(med["memkube"], med["ray-one-node"])})
     direct = runs["memkube"][-1]
     rows.append({"figure": "  memkube: MiB through the scheduler, direct / fallback",
                  "memkube": f"{direct['proxied_bytes'] / MiB:.0f} / "
@@ -145,6 +154,7 @@ def main() -> None:
         print(f"ray: not run ({no_ray})")
     benchlib.write_json("scatter", {"machine": benchlib.machine(), "chunks": n,
                                     "chunk": CHUNK, "runs": runs, "ray": ray_runs,
+                                    "ray-nodes": ray_nodes,
                                     "table": rows, "load_before": load,
                                     "load_after": benchlib.load_average()})
 
