@@ -118,6 +118,15 @@ async def test_non_ascii_credentials_get_a_clean_401(pool: Pool,
     assert (await rawhttp.request(worker, "GET", "/data/x", header)).status == 401
 
 
+@pytest.mark.parametrize("path", ["/ws/worker", "/ws/client"])
+async def test_a_non_utf8_upgrade_header_is_a_clean_400(pool: Pool, path: str) -> None:
+    # found by the hostile-request fuzz: aiohttp's own 400 quotes the header and cannot
+    # encode it (a 500 from the scheduler)
+    header = {"Upgrade": b"\x80", "Authorization": f"Bearer {pool.token}".encode()}
+    response = await rawhttp.request(pool.scheduler.http_address, "GET", path, header)
+    assert response.status == 400
+
+
 async def test_a_newline_in_a_path_cannot_forge_a_log_line(
         pool: Pool, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)

@@ -196,7 +196,12 @@ class Scheduler:
         if self._closing:
             raise web.HTTPServiceUnavailable(text="scheduler is shutting down")
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=None)
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except UnicodeEncodeError:
+            # aiohttp quotes a refused handshake's headers in its 400, and a non-UTF-8 value
+            # then fails to encode (a 500): refuse it with a message of our own
+            raise web.HTTPBadRequest(text="not a websocket handshake") from None
         self._sockets.add(ws)  # handlers discard it when they return
         return ws
 
