@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import mmap
 import resource
 import time
 from collections import OrderedDict
@@ -377,13 +378,31 @@ def widen_buffer(stream: Any, nbytes: int = BULK_BUFFER) -> None:
         stream._high_water = max(stream._high_water, 2 * nbytes)
 
 
-async def read_exactly(stream: aiohttp.StreamReader, length: int) -> bytearray:
+#: Bodies from this size on are read into memory whose pages the kernel maps at once.
+POPULATE_FROM = 1 << 20
+
+
+def fresh_buffer(nbytes: int) -> bytearray | mmap.mmap:
+    """Writable memory for ``nbytes`` about to be filled: for large sizes, anonymous memory
+    mapped with its pages populated in one call (``MAP_POPULATE``). Filling fresh memory
+    page fault by page fault runs at ~1.1 GiB/s on the 2-core VMs here, populated at ~2;
+    received values are that memory, so it cannot be a reused pool. Small sizes, and
+    systems without ``MAP_POPULATE``: a bytearray."""
+    populate = getattr(mmap, "MAP_POPULATE", 0)
+    if nbytes < POPULATE_FROM or not populate:
+        return bytearray(nbytes)
+    return mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
+
+
+async def read_exactly(stream: aiohttp.StreamReader, length: int) -> memoryview:
     """``length`` bytes of a body (its Content-Length, checked by the caller) read into one
-    buffer of that size as they arrive: no growing buffer, no joining of chunks (aiohttp's
-    ``read()`` does both, at half the loopback speed). ValueError when the body is shorter
-    or longer. The connection may buffer :data:`BULK_BUFFER` meanwhile."""
+    buffer of that size (:func:`fresh_buffer`, returned as a memoryview) as they arrive: no
+    growing buffer, no
+    joining of chunks (aiohttp's ``read()`` does both, at half the loopback speed).
+    ValueError when the body is shorter or longer. The connection may buffer
+    :data:`BULK_BUFFER` meanwhile."""
     widen_buffer(stream)
-    buffer = bytearray(length)
+    buffer = fresh_buffer(length)
     view = memoryview(buffer)
     pos = 0
     while pos < length:
@@ -394,15 +413,15 @@ async def read_exactly(stream: aiohttp.StreamReader, length: int) -> bytearray:
             raise ValueError("body longer than its Content-Length")
         view[pos:pos + len(chunk)] = chunk
         pos += len(chunk)
-    return buffer
+    return view
 
 
-async def read_body(request: web.Request, length: int) -> bytearray:
+async def read_body(request: web.Request, length: int) -> memoryview:
     """A request's body of ``length`` bytes: :func:`read_exactly`."""
     return await read_exactly(request.content, length)
 
 
-async def read_response(resp: aiohttp.ClientResponse) -> bytes | bytearray:
+async def read_response(resp: aiohttp.ClientResponse) -> bytes | memoryview:
     """A response's body: into one buffer of its Content-Length when it declares one (every
     memkube data answer does), else as aiohttp reads it. A body that does not match its
     length raises ``aiohttp.ClientPayloadError``, as aiohttp's own reads do."""
@@ -433,7 +452,7 @@ async def stream_buffers(buffers: Sequence[Any]) -> AsyncIterator[Any]:
         yield buf
 
 
-async def read_limited(request: web.Request, limit: int) -> bytes | bytearray:
+async def read_limited(request: web.Request, limit: int) -> bytes | memoryview:
     """The body, into one buffer of its Content-Length when it declares one (at most
     ``limit``: 413 beyond), else as aiohttp reads it (its ``client_max_size`` applies)."""
     length = request.content_length
