@@ -64,6 +64,17 @@ def noop(x: int) -> int:
     return x
 
 
+def _timed_get(refs: list[Any]) -> dict[str, Any]:
+    """Once every chunk exists, one ``ray.get`` of all of them, timed; with a check."""
+    import ray
+
+    ray.wait(refs, num_returns=len(refs), fetch_local=False)
+    start = time.perf_counter()
+    values = ray.get(refs)
+    return {"gather_s": time.perf_counter() - start, "nbytes": sum(v.nbytes for v in values),
+            "check": float(sum(float(v[:1024].sum()) for v in values))}
+
+
 def _start_nodes(tmp: str, store_bytes: int) -> tuple[Any, list[str]]:
     """A head node with no CPUs (the driver's) and two one-CPU worker nodes, on loopback.
 
@@ -100,12 +111,7 @@ def run_on_nodes(shape: str, params: dict[str, Any], tmp: str) -> dict[str, Any]
             make = ray.remote(make_chunk)
             refs = [make.options(scheduling_strategy=_on(nodes[i % 2])).remote(
                 i, params["chunk"], "random") for i in range(params["n"])]
-            ray.wait(refs, num_returns=len(refs), fetch_local=False)
-            start = time.perf_counter()
-            values = ray.get(refs)
-            out["gather_s"] = time.perf_counter() - start
-            out["nbytes"] = sum(v.nbytes for v in values)
-            out["check"] = float(sum(float(v[:1024].sum()) for v in values))
+            out.update(_timed_get(refs))
         else:
             values = [make_chunk(i, params["chunk"], "random") for i in range(params["n"])]
             check = ray.remote(fingerprint)
@@ -195,12 +201,7 @@ def main() -> None:
         elif shape == "gather":
             make = ray.remote(make_chunk)
             refs = [make.remote(i, params["chunk"], "random") for i in range(params["n"])]
-            ray.wait(refs, num_returns=len(refs), fetch_local=False)
-            start = time.perf_counter()
-            values = ray.get(refs)
-            out["gather_s"] = time.perf_counter() - start
-            out["nbytes"] = sum(v.nbytes for v in values)
-            out["check"] = float(sum(float(v[:1024].sum()) for v in values))
+            out.update(_timed_get(refs))
         elif shape == "put":
             values = [make_chunk(i, params["chunk"], "random") for i in range(params["n"])]
             ray.get(ray.put(values[0][:8]))  # the store is up

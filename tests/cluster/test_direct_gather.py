@@ -67,6 +67,16 @@ async def test_a_holder_dying_mid_gather_falls_back(pool: Pool) -> None:
     assert [float(v[0]) for v in values] == [float(i) for i in range(6)]
 
 
+async def both_copies(client: Client, futures: list) -> None:
+    """Wait until the pool (replication factor 2) holds two copies of every key."""
+    for _ in range(300):
+        holders = await client.who_has(futures)
+        if all(len(hs) == 2 for hs in holders.values()):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not two copies of every key: {holders}")
+
+
 @pytest.mark.parametrize("pool", [{"replication_factor": 2}], indirect=True)
 async def test_keys_of_a_failing_holder_come_from_their_other_holder(pool: Pool) -> None:
     # both workers hold every key; the client reaches both, then one stops answering it
@@ -80,12 +90,7 @@ async def test_keys_of_a_failing_holder_come_from_their_other_holder(pool: Pool)
     try:
         futures = client.map(make, range(8))
         await client.gather(futures)
-        for _ in range(300):
-            holders = await client.who_has(futures)
-            if all(len(hs) == 2 for hs in holders.values()):
-                break
-            await asyncio.sleep(0.05)
-        assert all(len(hs) == 2 for hs in holders.values())
+        await both_copies(client, futures)
         broken.add(pool.workers[0].address)
         before = pool.scheduler.proxied_bytes["gather"]
         values = await client.gather(futures)
@@ -108,12 +113,7 @@ async def test_a_holder_that_goes_silent_is_given_up_on(
         client.routes = routes = Routes(resolve=lambda a: silent if a == first else a)
         try:
             futures = client.map(make, range(8))
-            for _ in range(300):
-                holders = await client.who_has(futures)
-                if all(len(hs) == 2 for hs in holders.values()):
-                    break
-                await asyncio.sleep(0.05)
-            assert all(len(hs) == 2 for hs in holders.values())
+            await both_copies(client, futures)
             values = await asyncio.wait_for(client.gather(futures), 20)
             assert [float(v[0]) for v in values] == [float(i) for i in range(8)]
             assert routes.fallback_keys == 0  # from the other holder, not the scheduler
