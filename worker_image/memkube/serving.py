@@ -382,19 +382,23 @@ def widen_buffer(stream: Any, nbytes: int = BULK_BUFFER) -> None:
 POPULATE_FROM = 1 << 20
 
 
-def fresh_buffer(nbytes: int) -> bytearray | mmap.mmap:
-    """Writable memory for ``nbytes`` about to be filled: for large sizes, anonymous memory
-    mapped with its pages populated in one call (``MAP_POPULATE``). Filling fresh memory
-    page fault by page fault runs at ~1.1 GiB/s on the 2-core VMs here, populated at ~2;
-    received values are that memory, so it cannot be a reused pool. Small sizes, and
-    systems without ``MAP_POPULATE``: a bytearray."""
-    populate = getattr(mmap, "MAP_POPULATE", 0)
-    if nbytes < POPULATE_FROM or not populate:
+def fresh_buffer(nbytes: int, *, populate: bool = False) -> bytearray | mmap.mmap:
+    """Writable memory for ``nbytes`` about to be filled. With ``populate``, for large
+    sizes, anonymous memory mapped with its pages populated in one call (``MAP_POPULATE``):
+    filling fresh memory page fault by page fault runs at ~1.1 GiB/s on the 2-core VMs
+    here, populated at ~2; received values are that memory, so it cannot be a reused pool.
+    Only the client asks for it: in a worker the whole body would count against its memory
+    the moment the request starts instead of as bytes arrive, which its intake and memory
+    guard do not expect (a retirement test under CPU load saw a receiver killed once).
+    Otherwise, and where ``MAP_POPULATE`` is missing: a bytearray."""
+    flag = getattr(mmap, "MAP_POPULATE", 0)
+    if not populate or nbytes < POPULATE_FROM or not flag:
         return bytearray(nbytes)
-    return mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
+    return mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | flag)
 
 
-async def read_exactly(stream: aiohttp.StreamReader, length: int) -> memoryview:
+async def read_exactly(stream: aiohttp.StreamReader, length: int, *,
+                       populate: bool = False) -> memoryview:
     """``length`` bytes of a body (its Content-Length, checked by the caller) read into one
     buffer of that size (:func:`fresh_buffer`, returned as a memoryview) as they arrive: no
     growing buffer, no
@@ -402,7 +406,7 @@ async def read_exactly(stream: aiohttp.StreamReader, length: int) -> memoryview:
     ValueError when the body is shorter or longer. The connection may buffer
     :data:`BULK_BUFFER` meanwhile."""
     widen_buffer(stream)
-    buffer = fresh_buffer(length)
+    buffer = fresh_buffer(length, populate=populate)
     view = memoryview(buffer)
     pos = 0
     while pos < length:
@@ -421,7 +425,8 @@ async def read_body(request: web.Request, length: int) -> memoryview:
     return await read_exactly(request.content, length)
 
 
-async def read_response(resp: aiohttp.ClientResponse) -> bytes | memoryview:
+async def read_response(resp: aiohttp.ClientResponse, *,
+                        populate: bool = False) -> bytes | memoryview:
     """A response's body: into one buffer of its Content-Length when it declares one (every
     memkube data answer does), else as aiohttp reads it. A body that does not match its
     length raises ``aiohttp.ClientPayloadError``, as aiohttp's own reads do."""
@@ -429,7 +434,7 @@ async def read_response(resp: aiohttp.ClientResponse) -> bytes | memoryview:
     if length is None:
         return await resp.read()
     try:
-        return await read_exactly(resp.content, length)
+        return await read_exactly(resp.content, length, populate=populate)
     except ValueError as exc:
         raise aiohttp.ClientPayloadError(str(exc)) from None
 
