@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import mmap
 import resource
 import time
 from collections import OrderedDict
@@ -359,7 +358,6 @@ def peer_session(auth: Auth, tls: TLSConfig, *, limit: int = 100) -> aiohttp.Cli
         headers=auth.headers(),
         connector=aiohttp.TCPConnector(ssl=tls.client_context() or False, limit=limit),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-        read_bufsize=BULK_BUFFER,  # data answers from peers: fewer socket pauses
     )
 
 
@@ -378,35 +376,16 @@ def widen_buffer(stream: Any, nbytes: int = BULK_BUFFER) -> None:
         stream._high_water = max(stream._high_water, 2 * nbytes)
 
 
-#: Bodies from this size on are read into memory whose pages the kernel maps at once.
-POPULATE_FROM = 1 << 20
-
-
-def fresh_buffer(nbytes: int, *, populate: bool = False) -> bytearray | mmap.mmap:
-    """Writable memory for ``nbytes`` about to be filled. With ``populate``, for large
-    sizes, anonymous memory mapped with its pages populated in one call (``MAP_POPULATE``):
-    filling fresh memory page fault by page fault runs at ~1.1 GiB/s on the 2-core VMs
-    here, populated at ~2; received values are that memory, so it cannot be a reused pool.
-    Only the client asks for it: in a worker the whole body would count against its memory
-    the moment the request starts instead of as bytes arrive, which its intake and memory
-    guard do not expect (a retirement test under CPU load saw a receiver killed once).
-    Otherwise, and where ``MAP_POPULATE`` is missing: a bytearray."""
-    flag = getattr(mmap, "MAP_POPULATE", 0)
-    if not populate or nbytes < POPULATE_FROM or not flag:
-        return bytearray(nbytes)
-    return mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | flag)
-
-
 async def read_exactly(stream: aiohttp.StreamReader, length: int, *,
-                       populate: bool = False) -> memoryview:
+                       widen: bool = True) -> memoryview:
     """``length`` bytes of a body (its Content-Length, checked by the caller) read into one
-    buffer of that size (:func:`fresh_buffer`, returned as a memoryview) as they arrive: no
-    growing buffer, no
+    buffer of that size (returned as a memoryview) as they arrive: no growing buffer, no
     joining of chunks (aiohttp's ``read()`` does both, at half the loopback speed).
-    ValueError when the body is shorter or longer. The connection may buffer
-    :data:`BULK_BUFFER` meanwhile."""
-    widen_buffer(stream)
-    buffer = fresh_buffer(length, populate=populate)
+    ValueError when the body is shorter or longer. With ``widen`` the connection may
+    buffer :data:`BULK_BUFFER` meanwhile."""
+    if widen:
+        widen_buffer(stream)
+    buffer = bytearray(length)
     view = memoryview(buffer)
     pos = 0
     while pos < length:
@@ -425,8 +404,7 @@ async def read_body(request: web.Request, length: int) -> memoryview:
     return await read_exactly(request.content, length)
 
 
-async def read_response(resp: aiohttp.ClientResponse, *,
-                        populate: bool = False) -> bytes | memoryview:
+async def read_response(resp: aiohttp.ClientResponse) -> bytes | memoryview:
     """A response's body: into one buffer of its Content-Length when it declares one (every
     memkube data answer does), else as aiohttp reads it. A body that does not match its
     length raises ``aiohttp.ClientPayloadError``, as aiohttp's own reads do."""
@@ -434,7 +412,9 @@ async def read_response(resp: aiohttp.ClientResponse, *,
     if length is None:
         return await resp.read()
     try:
-        return await read_exactly(resp.content, length, populate=populate)
+        # the session's read_bufsize says how much may wait in its buffer (4 MiB in the
+        # client's session); bytes waiting there are memory a worker's intake does not count
+        return await read_exactly(resp.content, length, widen=False)
     except ValueError as exc:
         raise aiohttp.ClientPayloadError(str(exc)) from None
 

@@ -158,7 +158,7 @@ async def _fetch_batch(session: aiohttp.ClientSession, routes: Routes, address: 
             if resp.status != 200:
                 log.warning("worker %s answered %s to a direct gather", address, resp.status)
                 return {}
-            payload = await read_response(resp, populate=True)
+            payload = await read_response(resp)
         items, _missing, errors = serialize.unpack_bundle(payload)
     except (aiohttp.ClientError, OSError, ProtocolError, TimeoutError) as exc:
         log.info("direct gather from %s failed (%s); through the scheduler instead",

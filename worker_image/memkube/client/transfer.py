@@ -71,7 +71,7 @@ async def fetch_through_scheduler(client: Client, keys: list[str]) -> dict[str, 
             if resp.status == 401:
                 raise AuthenticationError("scheduler rejected the token")
             resp.raise_for_status()
-            payload = await read_response(resp, populate=True)
+            payload = await read_response(resp)
     except aiohttp.ClientError as exc:
         raise CommError(f"gather from {client.address} failed: {exc}") from exc
     items, missing, errs = serialize.unpack_bundle(payload)
