@@ -19,7 +19,7 @@ from typing import Any
 import cloudpickle
 
 from ..errors import DataLostError
-from ..protocol import Message
+from ..protocol import INLINE_LIMIT, Message
 from .memfit import MemoryFit
 from .model import (
     ERRED,
@@ -40,10 +40,11 @@ from .scatter import ScatterGrants
 
 #: Work, in seconds of recent average task duration, kept queued on a worker per thread
 #: when tasks are tiny (:meth:`SchedulerCore._tiny_task_depth`), at most MAX_TINY_DEPTH
-#: tasks; and the average result size above which no extra depth is given.
+#: tasks; and the average result size above which no extra depth is given (the size of a
+#: result that comes inline: one notion of "small result").
 QUEUED_SECONDS = 0.002
 MAX_TINY_DEPTH = 8
-TINY_RESULT = 64 << 10
+TINY_RESULT = INLINE_LIMIT
 
 
 class SchedulerCore:
