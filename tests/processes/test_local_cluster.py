@@ -171,7 +171,11 @@ def test_memkube_local_runs_and_stops_cleanly() -> None:
 
 
 def hog(_: int) -> bytes:
-    return bytes(400 * 2**20)  # 400 MiB in a 256 MiB worker
+    return b"\x01" * (400 * 2**20)  # 400 MiB written in a 256 MiB worker
+
+
+def lazy_hog(_: int) -> bytes:
+    return bytes(400 * 2**20)  # 400 MiB of zero pages: no memory until read back
 
 
 def test_task_that_takes_down_workers_fails_after_bounded_tries() -> None:
@@ -186,3 +190,16 @@ def test_task_that_takes_down_workers_fails_after_bounded_tries() -> None:
         restarts = cluster.scheduler.state.restarts_by_name
         assert sum(restarts.values()) >= 1  # the workers restarted, in time
         assert all(wp.proc.returncode is None for wp in cluster.workers.values())
+
+
+def test_a_result_larger_than_any_worker_fails_at_once_instead_of_killing_its_readers() -> None:
+    """Before: the result was spilled (reading untouched zero pages costs nothing), then
+    every worker that read it back to serve it was killed, and it was recomputed, forever."""
+    with LocalCluster(n_workers=2, memory_limit="256MiB", log_level="CRITICAL") as cluster, \
+            Client(cluster) as client:
+        future = client.submit(lazy_hog, 1)
+        with pytest.raises(memkube.TaskMemoryError, match="its result alone is 419 MB") as info:
+            future.result(timeout=60)
+        assert info.value.key == future.key and info.value.peak >= 400 * 2**20
+        assert dict(cluster.scheduler.state.restarts_by_name) == {}  # nobody was killed
+        assert client.submit(sum, [1, 2]).result(timeout=60) == 3

@@ -87,3 +87,18 @@ def test_pickle5_buffers_travel_out_of_band() -> None:
     assert len(frames) == 2 and memoryview(frames[1]).nbytes == array.nbytes
     assert len(frames[0]) < 1000  # the pickle stream does not copy the data
     assert (serialize.loads(frames) == array).all()
+
+
+def test_large_bytes_travel_out_of_band_without_a_copy() -> None:
+    """A spill or a peer's answer of a bytes value writes the value itself, not a copy."""
+    value = bytes(range(256)) * 4096  # 1 MiB
+    frames = serialize.dumps(value)
+    assert len(frames) == 2 and len(frames[0]) < 100
+    assert memoryview(frames[1]).obj is value  # the very object: no copy was made
+    back = serialize.loads([frames[0], bytearray(frames[1])])  # as read from disk or wire
+    assert type(back) is bytes and back == value
+
+
+def test_small_bytes_stay_in_the_stream() -> None:
+    frames = serialize.dumps(b"x" * 100)
+    assert len(frames) == 1 and serialize.loads(frames) == b"x" * 100

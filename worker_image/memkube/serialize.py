@@ -31,9 +31,31 @@ _HEADER_LEN = struct.Struct(">I")
 MAX_HEADER = 1 << 20
 
 
+#: A ``bytes`` value from this size on travels out of band too. Pickle keeps ``bytes``
+#: in the stream (only ``PickleBuffer`` goes out of band), so without this every spill and
+#: every answer to a peer of a large bytes value first copied it whole: memory a worker
+#: near its limit does not have (a spill must not need room to free room).
+OUT_OF_BAND_BYTES = 64 * 1024
+
+
+class _Bytes:
+    """Pickles a large bytes value as ``bytes(<its buffer, out of band>)``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return bytes, (pickle.PickleBuffer(self.value),)
+
+
 def dumps(value: Any) -> list[Frame]:
     """Serialize ``value`` into frames, keeping large buffers out of band."""
     buffers: list[pickle.PickleBuffer] = []
+    if type(value) is bytes and len(value) >= OUT_OF_BAND_BYTES:
+        stream = pickle.dumps(_Bytes(value), protocol=5, buffer_callback=buffers.append)
+        return [stream, *(buf.raw() for buf in buffers)]
     stream = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     frames: list[Frame] = [stream]
     for buf in buffers:

@@ -398,11 +398,14 @@ class Worker:
         duration = time.perf_counter() - start
         if wt.cancelled:
             return {"op": "cancelled"}
+        nbytes = sizeof(result)
+        too_large = self._too_large(wt.key, nbytes)
+        if too_large is not None:
+            return too_large
         try:
             self.memory.data[wt.key] = result
         except Exception as exc:  # noqa: BLE001 - storing failed (e.g. spill store broken)
             return _error_report(wt.key, exc)
-        nbytes = sizeof(result)
         report: Message = {"op": "task-finished", "key": wt.key, "nbytes": nbytes,
                            "type": type(result).__qualname__, "duration": duration}
         if wt.inline and nbytes <= INLINE_LIMIT:
@@ -410,6 +413,23 @@ class Worker:
             if value is not None:
                 report["value"] = value
         return report
+
+    def _too_large(self, key: str, nbytes: int) -> Message | None:
+        """A result larger than the worker's terminate line cannot be kept: spilled, it
+        could never be read back to be served or used (a value is read whole). Such results
+        exist: ``numpy.zeros`` or ``bytes(n)`` of lazily zeroed pages cost no memory until
+        touched. Refused as ``cannot-fit``, the task goes to a larger worker or fails with
+        TaskMemoryError, instead of each worker that reads it back being killed in turn."""
+        config = self.memory.config
+        limit = config.acting_limit
+        if limit is None:
+            return None
+        line = int(config.thresholds.run_line * limit)
+        if nbytes <= line:
+            return None
+        return {"op": "cannot-fit", "key": key, "peak": nbytes, "limit": limit,
+                "reason": f"its result alone is {nbytes / 1e6:.0f} MB, more than this worker "
+                          f"may hold ({line / 1e6:.0f} MB)"}
 
     def _task_done(self, wt: WorkerTask, fut: asyncio.Future[tuple[Message, int]]) -> None:
         if fut.cancelled() or self._closing:
