@@ -22,7 +22,7 @@ from .. import serialize
 from ..addresses import parse_address
 from ..errors import ProtocolError, SpillError
 from ..memory import WorkerMemory, sizeof
-from ..serving import data_timeout
+from ..serving import data_timeout, read_response
 from .intake import Intake, expected, next_batch, shortfall, to_disk, unlimited
 
 log = logging.getLogger(__name__)
@@ -39,10 +39,7 @@ async def fetch_from_peer(
             if resp.status != 200:
                 log.warning("peer %s answered %s for %d keys", address, resp.status, len(keys))
                 return {}, list(keys)
-            # aiohttp's own read, as in every CI run of the bounded transfers: a worker's
-            # receive path is memory its guard watches; serving.read_response here is
-            # untried under the retirement tests (bench/FINDINGS.md F10)
-            payload = await resp.read()
+            payload = await read_response(resp)
         items, _missing, errors = serialize.unpack_bundle(payload)
     except (aiohttp.ClientError, OSError, ProtocolError, TimeoutError) as exc:
         log.warning("could not fetch %d keys from %s: %s", len(keys), address, exc)
@@ -127,7 +124,8 @@ class Transfers:
             try:
                 results = await asyncio.gather(*(
                     fetch_from_peer(session, peer, keys) for peer, keys in plan.items()))
-                for items, _failed in results:
+                while results:
+                    items, _failed = results.pop()
                     if items:
                         sizes = await loop.run_in_executor(
                             self.executor, self.store, items, nbytes)
@@ -135,6 +133,9 @@ class Transfers:
                         for key in sizes:
                             remaining.pop(key, None)
                         self.report(sizes)
+                    # the answer's buffer goes now, not when the next batch has come: the
+                    # room the next batch is given counts it as used
+                    del items
             finally:
                 self.incoming -= reserved
         return {}
