@@ -110,9 +110,30 @@ def test_terminate_threshold_spills_everything_before_terminating_once() -> None
     actions = policy.step(reading(process=960, managed=500))
     assert actions[0] == Spill(500) and kinds(actions) == [Spill, Pause]
     assert policy.step(reading(t=0.1, process=960, managed=200)) == [Spill(200)]  # going on
-    actions = policy.step(reading(t=0.2, process=960, managed=0))  # all spilled, still above
+    assert policy.step(reading(t=0.2, process=960, managed=0)) == []  # all spilled, above
+    assert policy.step(reading(t=0.69, process=960, managed=0)) == []  # settling
+    actions = policy.step(reading(t=0.71, process=960, managed=0))  # still above 0.5 s on
     assert kinds(actions) == [Terminate] and "nothing left to spill" in actions[0].reason
     assert policy.step(reading(t=1, process=960, managed=500)) == []
+
+
+def test_above_terminate_with_nothing_to_spill_a_transient_that_passes_is_no_restart() -> None:
+    """A transfer's buffers are not spillable: memory over the line for a moment, then
+    back under it, restarts nothing (the 128 MiB retirement test's receivers do this)."""
+    policy = MemoryPolicy(LIMIT)
+    assert kinds(policy.step(reading(t=0.0, process=960, managed=0))) == [Pause]
+    assert policy.step(reading(t=0.3, process=965, managed=0)) == []
+    assert Terminate not in kinds(policy.step(reading(t=0.4, process=700, managed=0)))
+    assert policy.step(reading(t=0.6, process=960, managed=0)) == []  # a new episode
+    assert policy.step(reading(t=1.0, process=960, managed=0)) == []
+    assert not policy.terminated
+
+
+def test_above_terminate_with_nothing_to_spill_and_climbing_restarts_at_once() -> None:
+    policy = MemoryPolicy(LIMIT)
+    assert kinds(policy.step(reading(t=0.0, process=955, managed=0))) == [Pause]
+    assert policy.step(reading(t=0.05, process=980, managed=0)) == []  # +2.5 %
+    assert kinds(policy.step(reading(t=0.1, process=986, managed=0))) == [Terminate]  # +3.1 %
 
 
 def test_spilling_above_terminate_avoids_the_restart_when_it_frees_enough() -> None:

@@ -38,12 +38,38 @@ def test_still_above_after_the_spill_answer_kills_with_a_report() -> None:
     policy.task_started("hog-1", int(70 * MB))
     assert policy.step(at(0.0, 383)) == [RequestSpill()]
     policy.spill_answered(0.01)
-    (kill,) = policy.step(at(0.02, 384))
+    assert policy.step(at(0.02, 384)) == []  # what is left may be a transfer's buffers
+    assert policy.step(at(0.5, 384)) == []
+    (kill,) = policy.step(at(0.51, 384))  # still above 0.5 s after the answer
     assert isinstance(kill, Kill) and "after spilling everything" in kill.reason
     assert kill.report["keys"] == ["hog-1"]
     assert kill.report["peak"] == 384 * MB and kill.report["task_peak"] == 314 * MB
     assert kill.report["limit"] == LIMIT and kill.report["retry_gain"] == 0
     assert policy.step(at(0.03, 390)) == []  # one kill per worker
+
+
+def test_answered_and_climbing_kills_before_the_settling_is_over() -> None:
+    policy = GuardPolicy(GuardConfig(LIMIT))
+    assert policy.step(at(0.0, 381)) == [RequestSpill()]
+    policy.spill_answered(0.01)
+    assert policy.step(at(0.02, 382)) == []
+    assert policy.step(at(0.03, 393)) == []  # +11 MB: under 3 % of the limit
+    (kill,) = policy.step(at(0.04, 395))  # +13 MB above the first reading after the answer
+    assert isinstance(kill, Kill) and "climbing" in kill.reason
+
+
+def test_answered_and_back_under_the_line_is_no_kill_and_a_new_crossing_asks_again() -> None:
+    """Transfer buffers over the line for a moment (the 128 MiB retirement test's
+    receivers): the worker had nothing left to spill, and memory fell back by itself."""
+    policy = GuardPolicy(GuardConfig(LIMIT))
+    assert policy.step(at(0.0, 382)) == [RequestSpill()]
+    policy.spill_answered(0.005)
+    assert policy.step(at(0.01, 383)) == []
+    assert policy.step(at(0.1, 378)) == []  # under the line (380 MB), not well under
+    assert policy.step(at(0.7, 382)) == [RequestSpill()]
+    policy.spill_answered(0.705)
+    assert policy.step(at(0.8, 381)) == []
+    assert policy.kills == 0
 
 
 def test_unanswered_and_climbing_kills_before_the_wait_is_over() -> None:
@@ -59,6 +85,41 @@ def test_unanswered_and_steady_kills_after_the_wait() -> None:
     assert policy.step(at(0.0, 381)) == [RequestSpill()]
     assert policy.step(at(0.49, 382)) == []
     assert isinstance(policy.step(at(0.5, 382))[0], Kill)
+
+
+def test_acknowledged_and_spilling_on_a_slow_disk_is_not_killed_for_the_wait() -> None:
+    """``spilling`` came at once (no task holds the interpreter): a spill that takes longer
+    than ``spill_wait`` is waited for, up to ``spill_time``, unless memory climbs."""
+    policy = GuardPolicy(GuardConfig(LIMIT, spill_wait=0.5, spill_time=10.0))
+    assert policy.step(at(0.0, 381)) == [RequestSpill()]
+    policy.spill_acknowledged(0.001)
+    assert policy.step(at(0.6, 383)) == []
+    assert policy.step(at(9.9, 383)) == []
+    (kill,) = policy.step(at(10.0, 383))
+    assert isinstance(kill, Kill) and "not done in 10.0 s" in kill.reason
+
+
+def test_acknowledged_a_spill_may_race_an_allocating_task_up_to_the_limit() -> None:
+    """A numpy task fills 250 MB with the interpreter released while the worker spills
+    what it holds (tests/processes/test_memory_guard.py): memory rises past the crossing
+    before the spill outruns it. The worker's limit is the line it may not pass."""
+    policy = GuardPolicy(GuardConfig(LIMIT, cgroup_limit=700 * MB))
+    assert policy.step(at(0.0, 381)) == [RequestSpill()]
+    policy.spill_acknowledged(0.001)
+    assert policy.step(at(0.01, 397)) == []  # +16 MB: over 3 %, but acknowledged
+    assert policy.step(at(0.02, 390)) == []
+    (kill,) = policy.step(at(0.03, 400))
+    assert isinstance(kill, Kill) and "reached its limit" in kill.reason
+
+
+def test_an_acknowledgement_from_an_earlier_crossing_does_not_count() -> None:
+    policy = GuardPolicy(GuardConfig(LIMIT, spill_wait=0.5))
+    assert policy.step(at(0.0, 381)) == [RequestSpill()]
+    policy.spill_acknowledged(0.001)
+    policy.spill_answered(0.002)
+    assert policy.step(at(0.1, 300)) == []  # well below: the episode is over
+    assert policy.step(at(1.0, 381)) == [RequestSpill()]
+    assert isinstance(policy.step(at(1.5, 381))[0], Kill)  # this request went unanswered
 
 
 def test_without_a_cgroup_the_limit_itself_is_the_kill_line() -> None:

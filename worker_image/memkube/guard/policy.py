@@ -5,9 +5,17 @@ also below the cgroup's hard limit where one is known:
 
 - at or above ``terminate``: :class:`RequestSpill` (the worker spills all it can, in a
   thread of its own) — once per crossing;
-- still at or above ``terminate`` once the worker answered, or unanswered while memory
-  climbs ``climb`` × limit further or for ``spill_wait`` seconds (a task holds the
-  worker's interpreter, so nothing is being spilled): :class:`Kill`;
+- once the worker answered: still at or above ``terminate`` ``settle`` seconds on (a
+  transfer's buffers and serialization copies are not spillable, and are freed within
+  that), or climbing ``climb`` × limit above the first reading after the answer:
+  :class:`Kill`; memory falling below the line ends the episode (the next crossing asks
+  again);
+- before the answer, without the worker's acknowledgement (``spilling``, sent before it
+  starts spilling; without it a task holds the worker's interpreter, so nothing is being
+  spilled): memory climbing ``climb`` × limit further, or ``spill_wait`` seconds:
+  :class:`Kill`; with it, while the worker spills (memory may still rise as a task
+  allocates next to it, until the spill outruns it): memory reaching ``kill`` × limit,
+  or ``spill_time`` seconds (a disk that stalls): :class:`Kill`;
 - at or above the kill line at any time: :class:`Kill` at once. The kill line is
   ``kill`` × limit of the child's RSS, and, with a cgroup limit, the cgroup's usage within
   ``cgroup_margin`` of it: the kernel's OOM killer acts at that limit, the guard just before.
@@ -29,7 +37,9 @@ class GuardConfig:
     cgroup_limit: int | None = None  # the hard limit the kernel enforces, if any
     cgroup_margin: float = 0.05  # kill when cgroup usage is this close (fraction) to it
     spill_wait: float = 0.5  # seconds to wait for the worker's answer to a spill request
-    climb: float = 0.03  # of the limit: unanswered and still climbing this much: kill
+    climb: float = 0.03  # of the limit: still climbing this much above the line: kill
+    settle: float = 0.5  # seconds memory may stay above the line after the worker's answer
+    spill_time: float = 10.0  # seconds an acknowledged spill request may take
 
     @property
     def kill_rss(self) -> int | None:
@@ -80,6 +90,8 @@ class GuardPolicy:
         self._asked_at: float | None = None
         self._asked_rss = 0
         self._answered_at: float | None = None
+        self._acked_at: float | None = None
+        self._settle_rss: int | None = None  # the first reading after the answer
         self._done = False
 
     # notices from the worker
@@ -88,7 +100,8 @@ class GuardPolicy:
         self.running.clear()
         self.peak = 0
         self.idle = None
-        self._asked_at = self._answered_at = None
+        self._asked_at = self._answered_at = self._acked_at = None
+        self._settle_rss = None
         self._done = False
 
     def task_started(self, key: str, rss: int) -> None:
@@ -100,6 +113,9 @@ class GuardPolicy:
 
     def task_stopped(self, key: str) -> None:
         self.running.pop(key, None)
+
+    def spill_acknowledged(self, now: float) -> None:
+        self._acked_at = now
 
     def spill_answered(self, now: float) -> None:
         self._answered_at = now
@@ -122,9 +138,14 @@ class GuardPolicy:
         if c.terminate is None:
             return []
         line = c.terminate * c.limit
+        answered = self._answered_at is not None and (
+            self._asked_at is not None and self._answered_at >= self._asked_at)
         if r.rss < line:
-            if r.rss < line * 0.95:  # well below: a new crossing asks again
+            # well below, or below once the worker answered (what was left above the line
+            # was transient): a new crossing asks again
+            if r.rss < line * 0.95 or answered:
                 self._asked_at = self._answered_at = None
+                self._settle_rss = None
             return []
         if self._asked_at is None:
             self._asked_at = r.time
@@ -132,16 +153,34 @@ class GuardPolicy:
             self._answered_at = None
             self.spill_requests += 1
             return [RequestSpill()]
-        if self._answered_at is not None and self._answered_at >= self._asked_at:
-            return [self._kill(f"worker memory {r.rss / 1e6:.0f} MB still above the terminate "
-                               f"line {line / 1e6:.0f} MB after spilling everything", r)]
-        if r.rss >= self._asked_rss + c.climb * c.limit:
+        if answered:
+            assert self._answered_at is not None
+            if self._settle_rss is None:
+                self._settle_rss = r.rss
+            if r.time - self._answered_at >= c.settle:
+                return [self._kill(
+                    f"worker memory {r.rss / 1e6:.0f} MB still above the terminate line "
+                    f"{line / 1e6:.0f} MB {c.settle} s after spilling everything", r)]
+            if r.rss >= self._settle_rss + c.climb * c.limit:
+                return [self._kill(
+                    f"worker memory {r.rss / 1e6:.0f} MB still climbing above the terminate "
+                    f"line {line / 1e6:.0f} MB after spilling everything", r)]
+            return []
+        assert self._asked_at is not None
+        acked = self._acked_at is not None and self._acked_at >= self._asked_at
+        if acked and r.rss >= c.kill * c.limit:
+            return [self._kill(f"worker memory {r.rss / 1e6:.0f} MB reached its limit "
+                               f"{c.limit / 1e6:.0f} MB while it spilled", r)]
+        if not acked and r.rss >= self._asked_rss + c.climb * c.limit:
             return [self._kill(f"worker memory {r.rss / 1e6:.0f} MB still climbing above the "
                                f"terminate line {line / 1e6:.0f} MB, the spill request "
                                "unanswered (a task holds the interpreter)", r)]
-        if r.time - self._asked_at >= c.spill_wait:
+        if not acked and r.time - self._asked_at >= c.spill_wait:
             return [self._kill(f"worker memory {r.rss / 1e6:.0f} MB above the terminate line "
                                f"and no answer to a spill request in {c.spill_wait} s", r)]
+        if acked and r.time - self._asked_at >= c.spill_time:
+            return [self._kill(f"worker memory {r.rss / 1e6:.0f} MB above the terminate line "
+                               f"and the spill not done in {c.spill_time} s", r)]
         return []
 
     def _kill(self, reason: str, r: GuardReading) -> Kill:

@@ -17,6 +17,8 @@ guard kill, a kernel OOM kill) restart the worker here instead of exiting.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import logging
 import os
@@ -109,8 +111,7 @@ class Supervisor:
         self.cgroup = cgroup if cgroup is not None else CgroupReader()
         base = config or GuardConfig(limit=None)
         if base.cgroup_limit is None and self.cgroup.limit is not None:
-            base = GuardConfig(base.limit, base.terminate, base.kill, self.cgroup.limit,
-                               base.cgroup_margin, base.spill_wait)
+            base = dataclasses.replace(base, cgroup_limit=self.cgroup.limit)
         self.config = base
         self.policy = GuardPolicy(base)
         self.poll = poll
@@ -256,6 +257,8 @@ class Supervisor:
                 self.policy.task_stopped(line[1:])
             elif line.startswith("spilled"):
                 self.policy.spill_answered(time.monotonic())
+            elif line.startswith("spilling"):
+                self.policy.spill_acknowledged(time.monotonic())
         return buf
 
 

@@ -14,7 +14,9 @@ to do, as fractions of the worker's memory limit:
   ``terminate_after`` :class:`Terminate` — or, with that disabled, a :class:`Warn` every
   ``warn_every`` seconds, never a silent pause forever;
 - above ``terminate``: first :class:`Spill` of everything spillable (and :class:`Pause`);
-  :class:`Terminate` (once) only when memory is still above it with nothing left to spill.
+  :class:`Terminate` (once) only when memory is still above it with nothing left to spill
+  ``settle`` seconds on, or climbs ``climb`` of the limit further meanwhile (the buffers of
+  a transfer and serialization copies are not spillable, and are freed within that).
 
 The memory measure is the larger of RSS / limit and cgroup working set / cgroup limit: the
 OOM killer counts the cgroup, which may hold more than this process. Time comes in the
@@ -129,12 +131,17 @@ class MemoryPolicy:
         *,
         resume_margin: float = 0.05,
         resume_after: float = 0.1,
+        settle: float = 0.5,
+        climb: float = 0.03,
     ) -> None:
         self.limit = limit
         self.thresholds = thresholds
         self.escalation = escalation
         self.resume_margin = resume_margin
         self.resume_after = resume_after  # seconds below the resume line before resuming
+        self.settle = settle  # seconds above terminate, nothing to spill, before Terminate
+        self.climb = climb  # of the limit: climbing this much above terminate: at once
+        self._over: tuple[float, float] | None = None  # (since, fraction): above terminate
         self._below_since: float | None = None
         self.paused = False
         self.terminated = False
@@ -172,15 +179,28 @@ class MemoryPolicy:
                     actions.append(Pause(f"memory at {frac:.0%} of the limit, above the "
                                          f"terminate threshold {t.terminate:.0%}: spilling all"))
                 self._below_since = None
+                self._over = None
                 self.state = "paused"
                 return actions
-            self.terminated = True
-            return [
-                Terminate(
-                    f"memory at {frac:.0%} of the limit, terminate threshold {t.terminate:.0%}"
-                    ", with nothing left to spill"
-                )
-            ]
+            if self._over is None:
+                self._over = (r.time, frac)
+            since, first = self._over
+            if r.time - since >= self.settle or frac >= first + self.climb:
+                self.terminated = True
+                return [
+                    Terminate(
+                        f"memory at {frac:.0%} of the limit, terminate threshold "
+                        f"{t.terminate:.0%}, with nothing left to spill"
+                    )
+                ]
+            self._below_since = None
+            self.state = "paused"
+            if self.paused:
+                return []
+            self.paused = True
+            return [Pause(f"memory at {frac:.0%} of the limit, above the terminate "
+                          f"threshold {t.terminate:.0%}, nothing left to spill")]
+        self._over = None
         actions = []
         need = self._spill_need(r, frac)
         if need > 0 and r.spillable > 0 and not r.spill_full:

@@ -3,8 +3,9 @@
 The supervisor passes one end of a socket pair in ``MEMKUBE_GUARD_FD``. Over it the worker
 says which tasks run (``+key`` / ``-key`` lines, written by the task threads themselves, so
 the supervisor knows them even if it has to kill this process mid-task), and a thread of its
-own answers ``spill`` requests: it spills every value it can, off the event loop and without
-waiting for it, then answers ``spilled <bytes still spillable>``.
+own answers ``spill`` requests: ``spilling`` at once (the interpreter is not held by a task),
+then it spills every value it can, off the event loop and without waiting for it, and
+answers ``spilled <bytes still spillable>``.
 
 ``MEMKUBE_GUARD_REPORT`` carries the supervisor's account of the previous worker's memory
 kill (JSON), which the worker hands the scheduler when it registers.
@@ -95,6 +96,9 @@ class GuardLink:
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
                 if line.strip() == b"spill":
+                    # at once: this thread ran, so no task holds the interpreter; spilling
+                    # everything may take a while on a slow disk
+                    self._write("spilling")
                     try:
                         left = spill_all()
                     except Exception:
