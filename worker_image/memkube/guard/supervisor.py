@@ -18,7 +18,6 @@ guard kill, a kernel OOM kill) restart the worker here instead of exiting.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import logging
 import os
