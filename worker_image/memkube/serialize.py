@@ -55,8 +55,8 @@ def dumps(value: Any) -> list[Frame]:
     buffers: list[pickle.PickleBuffer] = []
     if type(value) is bytes and len(value) >= OUT_OF_BAND_BYTES:
         stream = pickle.dumps(_Bytes(value), protocol=5, buffer_callback=buffers.append)
-        return [stream, *(buf.raw() for buf in buffers)]
-    stream = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    else:
+        stream = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     frames: list[Frame] = [stream]
     for buf in buffers:
         raw = buf.raw()

@@ -100,8 +100,7 @@ class GuardPolicy:
         self.running.clear()
         self.peak = 0
         self.idle = None
-        self._asked_at = self._answered_at = self._acked_at = None
-        self._settle_rss = None
+        self._end_episode()
         self._done = False
 
     def task_started(self, key: str, rss: int) -> None:
@@ -113,6 +112,12 @@ class GuardPolicy:
 
     def task_stopped(self, key: str) -> None:
         self.running.pop(key, None)
+
+    def _end_episode(self, asked_at: float | None = None, asked_rss: int = 0) -> None:
+        """Forget the last crossing's request and its replies; ``asked_at``: a new one."""
+        self._asked_at, self._asked_rss = asked_at, asked_rss
+        self._answered_at = self._acked_at = None
+        self._settle_rss = None
 
     def spill_acknowledged(self, now: float) -> None:
         self._acked_at = now
@@ -138,23 +143,17 @@ class GuardPolicy:
         if c.terminate is None:
             return []
         line = c.terminate * c.limit
-        answered = self._answered_at is not None and (
-            self._asked_at is not None and self._answered_at >= self._asked_at)
         if r.rss < line:
             # well below, or below once the worker answered (what was left above the line
             # was transient): a new crossing asks again
-            if r.rss < line * 0.95 or answered:
-                self._asked_at = self._answered_at = None
-                self._settle_rss = None
+            if r.rss < line * 0.95 or self._answered_at is not None:
+                self._end_episode()
             return []
         if self._asked_at is None:
-            self._asked_at = r.time
-            self._asked_rss = r.rss
-            self._answered_at = None
+            self._end_episode(r.time, r.rss)  # replies to an earlier request do not count
             self.spill_requests += 1
             return [RequestSpill()]
-        if answered:
-            assert self._answered_at is not None
+        if self._answered_at is not None:
             if self._settle_rss is None:
                 self._settle_rss = r.rss
             if r.time - self._answered_at >= c.settle:
@@ -166,19 +165,22 @@ class GuardPolicy:
                     f"worker memory {r.rss / 1e6:.0f} MB still climbing above the terminate "
                     f"line {line / 1e6:.0f} MB after spilling everything", r)]
             return []
-        assert self._asked_at is not None
-        acked = self._acked_at is not None and self._acked_at >= self._asked_at
-        if acked and r.rss >= c.kill * c.limit:
+        if self._acked_at is None:  # no reply at all: a task may hold the interpreter
+            if r.rss >= self._asked_rss + c.climb * c.limit:
+                return [self._kill(
+                    f"worker memory {r.rss / 1e6:.0f} MB still climbing above the terminate "
+                    f"line {line / 1e6:.0f} MB, the spill request unanswered (a task holds "
+                    "the interpreter)", r)]
+            if r.time - self._asked_at >= c.spill_wait:
+                return [self._kill(
+                    f"worker memory {r.rss / 1e6:.0f} MB above the terminate line and no "
+                    f"answer to a spill request in {c.spill_wait} s", r)]
+            return []
+        # acknowledged: the worker is spilling, and a task may still allocate beside it
+        if r.rss >= c.kill * c.limit:
             return [self._kill(f"worker memory {r.rss / 1e6:.0f} MB reached its limit "
                                f"{c.limit / 1e6:.0f} MB while it spilled", r)]
-        if not acked and r.rss >= self._asked_rss + c.climb * c.limit:
-            return [self._kill(f"worker memory {r.rss / 1e6:.0f} MB still climbing above the "
-                               f"terminate line {line / 1e6:.0f} MB, the spill request "
-                               "unanswered (a task holds the interpreter)", r)]
-        if not acked and r.time - self._asked_at >= c.spill_wait:
-            return [self._kill(f"worker memory {r.rss / 1e6:.0f} MB above the terminate line "
-                               f"and no answer to a spill request in {c.spill_wait} s", r)]
-        if acked and r.time - self._asked_at >= c.spill_time:
+        if r.time - self._asked_at >= c.spill_time:
             return [self._kill(f"worker memory {r.rss / 1e6:.0f} MB above the terminate line "
                                f"and the spill not done in {c.spill_time} s", r)]
         return []

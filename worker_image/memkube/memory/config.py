@@ -109,6 +109,13 @@ class MemoryConfig:
         return None if self.thresholds.all_disabled else self.limit
 
     @property
+    def run_bytes(self) -> int | None:
+        """What memory may reach while tasks run (the terminate line, else pause), in
+        bytes: None when the worker does not act on a limit (:attr:`acting_limit`)."""
+        limit = self.acting_limit
+        return None if limit is None else int(self.thresholds.run_line * limit)
+
+    @property
     def target_bytes(self) -> int | None:
         t = self.thresholds.target
         return None if self.limit is None or t is None else int(self.limit * t)

@@ -170,36 +170,29 @@ class MemoryPolicy:
         t = self.thresholds
         frac = self.fraction(r)
         if t.terminate is not None and frac >= t.terminate:
+            actions: list[Action] = []
             if r.spillable > 0 and not r.spill_full:
                 # Escalate before restarting: spill everything that can be, pause, and
                 # restart only if memory is still above the line once that is done.
-                actions: list[Action] = [Spill(r.spillable)]
-                if not self.paused:
-                    self.paused = True
-                    actions.append(Pause(f"memory at {frac:.0%} of the limit, above the "
-                                         f"terminate threshold {t.terminate:.0%}: spilling all"))
-                self._below_since = None
+                actions.append(Spill(r.spillable))
                 self._over = None
-                self.state = "paused"
-                return actions
-            if self._over is None:
-                self._over = (r.time, frac)
-            since, first = self._over
-            if r.time - since >= self.settle or frac >= first + self.climb:
-                self.terminated = True
-                return [
-                    Terminate(
-                        f"memory at {frac:.0%} of the limit, terminate threshold "
-                        f"{t.terminate:.0%}, with nothing left to spill"
-                    )
-                ]
+                why = "spilling all"
+            else:
+                if self._over is None:  # the first reading of this stay above the line
+                    self._over = (r.time, frac)
+                since, first = self._over
+                if r.time - since >= self.settle or frac >= first + self.climb:
+                    self.terminated = True
+                    return [Terminate(f"memory at {frac:.0%} of the limit, terminate "
+                                      f"threshold {t.terminate:.0%}, with nothing left to spill")]
+                why = "nothing left to spill"
+            if not self.paused:
+                self.paused = True
+                actions.append(Pause(f"memory at {frac:.0%} of the limit, above the terminate "
+                                     f"threshold {t.terminate:.0%}: {why}"))
             self._below_since = None
             self.state = "paused"
-            if self.paused:
-                return []
-            self.paused = True
-            return [Pause(f"memory at {frac:.0%} of the limit, above the terminate "
-                          f"threshold {t.terminate:.0%}, nothing left to spill")]
+            return actions
         self._over = None
         actions = []
         need = self._spill_need(r, frac)

@@ -342,11 +342,11 @@ class Worker:
 
     def _room(self) -> Room:
         config = self.memory.config
-        limit = config.acting_limit
-        if limit is None:  # no limit, or switched off: admit everything, spill nothing
+        limit, ceiling = config.acting_limit, config.run_bytes
+        if limit is None or ceiling is None:  # no limit, or switched off: admit everything
             return Room(None, 0, 0, 0)
         r = self.memory.reading()
-        return Room(limit, int(config.thresholds.run_line * limit), self.memory.used_bytes(r),
+        return Room(limit, ceiling, self.memory.used_bytes(r),
                     0 if r.spill_full else r.spillable)
 
     # ------------------------------------------------------------------ dependencies
@@ -421,13 +421,10 @@ class Worker:
         touched. Refused as ``cannot-fit``, the task goes to a larger worker or fails with
         TaskMemoryError, instead of each worker that reads it back being killed in turn."""
         config = self.memory.config
-        limit = config.acting_limit
-        if limit is None:
+        line = config.run_bytes
+        if line is None or nbytes <= line:
             return None
-        line = int(config.thresholds.run_line * limit)
-        if nbytes <= line:
-            return None
-        return {"op": "cannot-fit", "key": key, "peak": nbytes, "limit": limit,
+        return {"op": "cannot-fit", "key": key, "peak": nbytes, "limit": config.limit,
                 "reason": f"its result alone is {nbytes / 1e6:.0f} MB, more than this worker "
                           f"may hold ({line / 1e6:.0f} MB)"}
 
