@@ -20,8 +20,9 @@ and the default chosen from them are in ``bench/README.md``). Crash durability i
 goal (spill files die with the worker): "written" means on the device and out of the cache.
 
 :func:`read_file` reads a byte range into fresh anonymous memory (page-aligned, writable, no
-zero-filling pass in user space), with ``O_DIRECT`` when the range is aligned, else a
-buffered read whose cache is dropped afterwards; large ranges in pieces read in parallel.
+zero-filling pass in user space, advised for huge pages: :mod:`memkube.buffers`), with
+``O_DIRECT`` when the range is aligned, else a buffered read whose cache is dropped
+afterwards; large ranges in pieces read in parallel.
 
 All calls block: they run in the spill store's threads, never on an event loop. Errors are
 ``OSError`` as raised (ENOSPC included); the file layer above translates them.
@@ -38,6 +39,8 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
+
+from ..buffers import anonymous
 
 BLOCK = 4096
 PIECE = 8 << 20  # bytes handed to the kernel at a time
@@ -156,7 +159,7 @@ class Staging:
         with self._lock:
             if self._free:
                 return self._free.pop()
-        return mmap.mmap(-1, self.piece)
+        return anonymous(self.piece)
 
     def give(self, buf: mmap.mmap) -> None:
         with self._lock:
@@ -343,9 +346,7 @@ def read_file(path: str, offset: int, nbytes: int, *, direct: bool = True) -> me
         return memoryview(bytearray())
     aligned = direct and offset % BLOCK == 0
     size = -(-nbytes // BLOCK) * BLOCK if aligned else nbytes
-    buf = mmap.mmap(-1, size)
-    if size >= 2 * READ_PIECE and hasattr(mmap, "MADV_HUGEPAGE"):
-        buf.madvise(mmap.MADV_HUGEPAGE)
+    buf = anonymous(size)
     fd = -1
     if aligned:
         try:
