@@ -12,7 +12,7 @@ import asyncio
 import numpy as np
 import pytest
 from inprocess_pool import Pool, closed_port, silent_worker, unreachable_routes
-from memkube import Client, serving
+from memkube import Client, bulk
 from memkube.client.direct import Routes
 from memkube.worker.transfer import fetch_from_peer
 
@@ -106,7 +106,7 @@ async def test_a_holder_that_goes_silent_is_given_up_on(
         pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
     # a force-deleted pod's address answers nothing, not even a reset: the gather stops
     # waiting for it after SILENT_PEER without a byte and takes its share from the other holder
-    monkeypatch.setattr(serving, "SILENT_PEER", 0.5)
+    monkeypatch.setattr(bulk, "SILENT_PEER", 0.5)
     client = await Client(pool.scheduler.address, token=pool.token, asynchronous=True)
     async with silent_worker() as silent:
         first = pool.workers[0].address
@@ -125,9 +125,8 @@ async def test_a_holder_that_goes_silent_is_given_up_on(
 async def test_a_peer_that_goes_silent_fails_the_fetch(
         pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
     # worker to worker: the fetch gives up and reports the keys as not obtained
-    monkeypatch.setattr(serving, "SILENT_PEER", 0.5)
-    session = pool.workers[0]._session
-    assert session is not None
+    monkeypatch.setattr(bulk, "SILENT_PEER", 0.5)
     async with silent_worker() as silent:
-        got, failed = await asyncio.wait_for(fetch_from_peer(session, silent, ["a", "b"]), 20)
+        got, failed = await asyncio.wait_for(
+            fetch_from_peer(pool.workers[0]._bulk, silent, ["a", "b"]), 20)
     assert (got, failed) == ({}, ["a", "b"])

@@ -36,6 +36,10 @@ async def test_pool_over_tls(tmp_path: Path) -> None:
                 assert await fut.result() == 81
                 (data,) = await client.scatter([b"x" * 1000])
                 assert len(await client.submit(bytes.upper, data).result()) == 1000
+                # a large result comes straight from the worker, over TLS (memkube.bulk)
+                big = await client.submit(bytes.upper, b"y" * (8 << 20)).result()
+                assert big == b"Y" * (8 << 20)
+                assert client.routes.direct_bytes >= 8 << 20
             # plain HTTP is refused; HTTPS without trusting the CA fails verification
             async with aiohttp.ClientSession() as session:
                 url = scheduler.http_address

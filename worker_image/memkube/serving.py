@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from . import buffers
 from .security import GRANT_KEY, Auth, TLSConfig
 
 log = logging.getLogger(__name__)
@@ -376,17 +377,14 @@ def widen_buffer(stream: Any, nbytes: int = BULK_BUFFER) -> None:
         stream._high_water = max(stream._high_water, 2 * nbytes)
 
 
-async def read_exactly(stream: aiohttp.StreamReader, length: int, *,
-                       widen: bool = True) -> memoryview:
+async def read_exactly(stream: aiohttp.StreamReader, length: int) -> memoryview:
     """``length`` bytes of a body (its Content-Length, checked by the caller) read into one
     buffer of that size (returned as a memoryview) as they arrive: no growing buffer, no
     joining of chunks (aiohttp's ``read()`` does both, at half the loopback speed).
-    ValueError when the body is shorter or longer. With ``widen`` the connection may
-    buffer :data:`BULK_BUFFER` meanwhile."""
-    if widen:
-        widen_buffer(stream)
-    buffer = bytearray(length)
-    view = memoryview(buffer)
+    ValueError when the body is shorter or longer. The connection may buffer
+    :data:`BULK_BUFFER` meanwhile. (Answers a memkube peer reads: :mod:`memkube.bulk`.)"""
+    widen_buffer(stream)
+    view = memoryview(buffers.fresh(length))
     pos = 0
     while pos < length:
         chunk = await stream.readany()
@@ -402,32 +400,6 @@ async def read_exactly(stream: aiohttp.StreamReader, length: int, *,
 async def read_body(request: web.Request, length: int) -> memoryview:
     """A request's body of ``length`` bytes: :func:`read_exactly`."""
     return await read_exactly(request.content, length)
-
-
-async def read_response(resp: aiohttp.ClientResponse) -> bytes | memoryview:
-    """A response's body: into one buffer of its Content-Length when it declares one (every
-    memkube data answer does), else as aiohttp reads it. A body that does not match its
-    length raises ``aiohttp.ClientPayloadError``, as aiohttp's own reads do."""
-    length = resp.content_length
-    if length is None:
-        return await resp.read()
-    try:
-        # the session's read_bufsize says how much may wait in its buffer (4 MiB in the
-        # client's session); bytes waiting there are memory a worker's intake does not count
-        return await read_exactly(resp.content, length, widen=False)
-    except ValueError as exc:
-        raise aiohttp.ClientPayloadError(str(exc)) from None
-
-
-#: Seconds without a byte from a peer after which a data transfer gives up on it: a peer
-#: whose pod vanished answers nothing (no reset comes from a removed network namespace).
-SILENT_PEER = 60.0
-
-
-def data_timeout(connect: float = 10.0) -> aiohttp.ClientTimeout:
-    """The timeout of one data transfer: no total (a body may be gigabytes), a connect
-    timeout, and :data:`SILENT_PEER` between bytes."""
-    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=SILENT_PEER)
 
 
 async def stream_buffers(buffers: Sequence[Any]) -> AsyncIterator[Any]:

@@ -25,6 +25,7 @@ import aiohttp
 import cloudpickle
 
 from ..addresses import parse_address
+from ..bulk import BulkClient
 from ..errors import (
     AuthenticationError,
     CancelledError,
@@ -36,7 +37,6 @@ from ..errors import (
 from ..loop import LoopThread
 from ..protocol import MAX_FRAME, BatchedSend, Message, ops_allowed, receive_ops
 from ..security import Auth, TLSConfig, token_from_env
-from ..serving import BULK_BUFFER
 from ..taskspec import call_spec, replace_refs, task_key
 from . import transfer
 from .direct import Routes
@@ -117,6 +117,7 @@ class Client:
         self._comm: BatchedSend | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._bulk = BulkClient.for_pool(self.auth, self.tls)  # data answers (gathers)
         self._listener: asyncio.Task[None] | None = None
         self._reconnecting: asyncio.Task[None] | None = None
         if not asynchronous:
@@ -179,7 +180,6 @@ class Client:
             headers=self.auth.headers(),
             connector=aiohttp.TCPConnector(ssl=self.tls.client_context() or False),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
-            read_bufsize=BULK_BUFFER,  # gathered bodies: fewer socket pauses (serving.py)
         )
         try:
             self._ws = await self._session.ws_connect(self.address.ws + "/ws/client",

@@ -36,9 +36,10 @@ import msgpack
 
 from .. import serialize
 from ..addresses import parse_address
+from ..bulk import BulkClient
 from ..errors import ProtocolError
 from ..serialize import Frame
-from ..serving import data_timeout, read_response, stream_buffers
+from ..serving import stream_buffers
 
 if TYPE_CHECKING:
     from .client import Client
@@ -124,7 +125,7 @@ async def fetch_direct(client: Client, routes: Routes,
     failed: set[str] = set()  # holders that served nothing: not asked again
 
     async def fetch(address: str, batch: list[str]) -> None:
-        got = await _fetch_batch(session, routes, address, batch)
+        got = await _fetch_batch(client._bulk, routes, address, batch)
         items.update(got)
         if not got:
             failed.add(address)
@@ -148,19 +149,19 @@ async def fetch_direct(client: Client, routes: Routes,
     return items, rest
 
 
-async def _fetch_batch(session: aiohttp.ClientSession, routes: Routes, address: str,
+async def _fetch_batch(bulk: BulkClient, routes: Routes, address: str,
                        keys: list[str]) -> Frames:
-    url = parse_address(routes.resolve(address)).http + "/data"
     try:
-        # a silent holder is given up on (serving.SILENT_PEER) and the keys asked elsewhere
-        async with session.post(url, data=msgpack.packb({"keys": keys}),
-                                timeout=data_timeout(routes.connect_timeout * 4)) as resp:
-            if resp.status != 200:
-                log.warning("worker %s answered %s to a direct gather", address, resp.status)
-                return {}
-            payload = await read_response(resp)
+        # a silent holder is given up on (bulk.SILENT_PEER) and the keys asked elsewhere
+        answer = await bulk.post(parse_address(routes.resolve(address)), "/data",
+                                 msgpack.packb({"keys": keys}),
+                                 connect_timeout=routes.connect_timeout * 4)
+        if answer.status != 200:
+            log.warning("worker %s answered %s to a direct gather", address, answer.status)
+            return {}
+        payload = answer.body
         items, _missing, errors = serialize.unpack_bundle(payload)
-    except (aiohttp.ClientError, OSError, ProtocolError, TimeoutError) as exc:
+    except (OSError, ProtocolError, TimeoutError) as exc:
         log.info("direct gather from %s failed (%s); through the scheduler instead",
                  address, exc)
         routes.forget(address)

@@ -20,8 +20,8 @@ import aiohttp
 import msgpack
 
 from .. import serialize
-from ..errors import AuthenticationError, CommError, DataLostError, TaskError
-from ..serving import read_response, stream_buffers
+from ..errors import AuthenticationError, CommError, DataLostError, ProtocolError, TaskError
+from ..serving import stream_buffers
 from . import direct
 from .futures import ERROR
 
@@ -64,16 +64,19 @@ def _inline_values(client: Client, keys: list[str]) -> dict[str, Any]:
 
 async def fetch_through_scheduler(client: Client, keys: list[str]) -> dict[str, Any]:
     """Values of keys gathered by the scheduler (``POST /api/v1/gather``)."""
-    assert client._session is not None
-    url = client.address.http + "/api/v1/gather"
     try:
-        async with client._session.post(url, data=msgpack.packb({"keys": keys})) as resp:
-            if resp.status == 401:
-                raise AuthenticationError("scheduler rejected the token")
-            resp.raise_for_status()
-            payload = await read_response(resp)
-    except aiohttp.ClientError as exc:
+        # the scheduler answers once it has every value: it may wait out recomputations
+        answer = await client._bulk.post(client.address, "/api/v1/gather",
+                                         msgpack.packb({"keys": keys}),
+                                         connect_timeout=client.timeout, patient=True)
+    except (OSError, ProtocolError, TimeoutError) as exc:
         raise CommError(f"gather from {client.address} failed: {exc}") from exc
+    if answer.status == 401:
+        raise AuthenticationError("scheduler rejected the token")
+    if answer.status != 200:
+        text = bytes(answer.body[:200]).decode(errors="replace")
+        raise CommError(f"gather from {client.address} failed: {answer.status} {text}")
+    payload = answer.body
     items, missing, errs = serialize.unpack_bundle(payload)
     if errs:
         key, why = next(iter(errs.items()))

@@ -25,7 +25,8 @@ import msgpack
 from aiohttp import web
 
 from .. import serialize
-from ..addresses import Address
+from ..addresses import Address, parse_address
+from ..bulk import BulkClient
 from ..errors import ProtocolError, RetireError
 from ..protocol import (
     MAX_FRAME,
@@ -39,10 +40,8 @@ from ..protocol import (
 )
 from ..security import Auth, TLSConfig
 from ..serving import (
-    data_timeout,
     peer_session,
     read_limited,
-    read_response,
     start_server,
     stream_buffers,
 )
@@ -89,6 +88,7 @@ class Scheduler:
         self.host, self.port = host, port
         self.auth = (auth or Auth(None)).require("scheduler")  # no token: refuse to start
         self.tls = tls or TLSConfig()
+        self._bulk = BulkClient.for_pool(self.auth, self.tls)  # workers' data answers
         self.worker_timeout = worker_timeout
         self.client_grace = client_grace
         self.started = time.time()
@@ -161,8 +161,6 @@ class Scheduler:
 
     @property
     def http_address(self) -> str:
-        from ..addresses import parse_address
-
         return parse_address(self.address).http
 
     # ------------------------------------------------------------------ delivering
@@ -585,18 +583,13 @@ class Scheduler:
 
     async def _fetch_batch(self, address: str, keys: list[str]) -> tuple[
             dict[str, list[memoryview]], list[str], dict[str, str]]:
-        assert self._session is not None
-        from ..addresses import parse_address
-
-        url = parse_address(address).http + "/data"
         try:
-            async with self._session.post(url, data=msgpack.packb({"keys": keys}),
-                                          timeout=data_timeout()) as resp:
-                if resp.status != 200:
-                    return {}, keys, {}
-                payload = await read_response(resp)
-            return serialize.unpack_bundle(payload)
-        except (aiohttp.ClientError, OSError, ProtocolError, TimeoutError) as exc:
+            answer = await self._bulk.post(parse_address(address), "/data",
+                                           msgpack.packb({"keys": keys}))
+            if answer.status != 200:
+                return {}, keys, {}
+            return serialize.unpack_bundle(answer.body)
+        except (OSError, ProtocolError, TimeoutError) as exc:
             log.warning("could not fetch %d keys from %s: %s", len(keys), address, exc)
             return {}, keys, {}
 
@@ -621,8 +614,6 @@ class Scheduler:
                              ) -> tuple[dict[str, Any] | None, str]:
         """``PUT /data`` of a batch on one worker: (what it stored, or None; why not)."""
         assert self._session is not None
-        from ..addresses import parse_address
-
         buffers = serialize.pack_bundle(batch)
         headers = {"Content-Length": str(serialize.nbytes(buffers))}
         try:

@@ -15,33 +15,29 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 
-import aiohttp
 import msgpack
 
 from .. import serialize
 from ..addresses import parse_address
+from ..bulk import BulkClient
 from ..errors import ProtocolError, SpillError
 from ..memory import WorkerMemory, sizeof
-from ..serving import data_timeout, read_response
 from .intake import Intake, expected, next_batch, shortfall, to_disk, unlimited
 
 log = logging.getLogger(__name__)
 
 
 async def fetch_from_peer(
-    session: aiohttp.ClientSession, address: str, keys: list[str]
+    bulk: BulkClient, address: str, keys: list[str]
 ) -> tuple[dict[str, list[memoryview]], list[str]]:
     """Fetch ``keys`` from the worker at ``address``: (frames by key, keys not obtained)."""
-    url = parse_address(address).http + "/data"
     try:
-        async with session.post(url, data=msgpack.packb({"keys": keys}),
-                                timeout=data_timeout()) as resp:
-            if resp.status != 200:
-                log.warning("peer %s answered %s for %d keys", address, resp.status, len(keys))
-                return {}, list(keys)
-            payload = await read_response(resp)
-        items, _missing, errors = serialize.unpack_bundle(payload)
-    except (aiohttp.ClientError, OSError, ProtocolError, TimeoutError) as exc:
+        answer = await bulk.post(parse_address(address), "/data", msgpack.packb({"keys": keys}))
+        if answer.status != 200:
+            log.warning("peer %s answered %s for %d keys", address, answer.status, len(keys))
+            return {}, list(keys)
+        items, _missing, errors = serialize.unpack_bundle(answer.body)
+    except (OSError, ProtocolError, TimeoutError) as exc:
         log.warning("could not fetch %d keys from %s: %s", len(keys), address, exc)
         return {}, list(keys)
     failed = [k for k in keys if k not in items]
@@ -74,7 +70,7 @@ class Transfers:
         return Intake(limit, int(config.thresholds.intake_line * limit),
                       self.memory.used_bytes(r), config.target_bytes, r.managed, self.incoming)
 
-    async def fetch(self, session: aiohttp.ClientSession, me: str,
+    async def fetch(self, bulk: BulkClient, me: str,
                     who_has: dict[str, list[str]], nbytes: dict[str, int],
                     stored: dict[str, int]) -> dict[str, list[str]]:
         """Fetch from holders in batches that fit this worker's memory (:mod:`.intake`),
@@ -123,7 +119,7 @@ class Transfers:
             self.incoming += reserved
             try:
                 results = await asyncio.gather(*(
-                    fetch_from_peer(session, peer, keys) for peer, keys in plan.items()))
+                    fetch_from_peer(bulk, peer, keys) for peer, keys in plan.items()))
                 while results:
                     items, _failed = results.pop()
                     if items:

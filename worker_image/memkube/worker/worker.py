@@ -34,6 +34,7 @@ from aiohttp import web
 
 from .. import serialize
 from ..addresses import Address, parse_address
+from ..bulk import BulkClient
 from ..errors import CommError, TaskError
 from ..memory import MemoryConfig, WorkerMemory, sizeof
 from ..protocol import (
@@ -122,6 +123,7 @@ class Worker:
         self._comm: BatchedSend | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._bulk = BulkClient.for_pool(self.auth, self.tls)  # peers' data answers
         self._runner: web.AppRunner | None = None
         self._background: list[asyncio.Task[Any]] = []
         self._closing = False
@@ -357,8 +359,7 @@ class Worker:
         stored: dict[str, int] = {}  # reported batch by batch as they are stored
         deferred: dict[str, list[str]] = {}
         try:
-            assert self._session is not None
-            deferred = await self.transfers.fetch(self._session, self.address, who_has,
+            deferred = await self.transfers.fetch(self._bulk, self.address, who_has,
                                                   nbytes, stored)
         except Exception as exc:  # noqa: BLE001 - storing failed (disk, memory, unpickling)
             log.error("fetching %d keys failed: %s", len(who_has), exc)
