@@ -7,6 +7,7 @@ Needs root and a writable cgroup memory controller; skipped with the reason othe
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -159,3 +160,28 @@ def test_a_fast_allocating_task_meets_the_monitor_not_the_oom_killer(
     assert result["outcome"] in outcomes
     assert out.returncode == (0 if result["outcome"] == "completed" else 75), out.stderr
     assert peak is not None and peak < limit + 100 * MiB
+
+
+def test_readings_through_kept_open_files_follow_the_usage() -> None:
+    # usage and working set are read through descriptors kept open (seq_files regenerate
+    # from offset 0): each reading must still be the kernel's current figure
+    code = ("import sys\n"
+            "b = bytearray(96 << 20); b[::4096] = b'x' * len(b[::4096])\n"
+            "print('held', flush=True); sys.stdin.readline()\n")
+    with ChildCgroup(limit=256 * MiB) as cg:
+        reader = cg.cgroup
+        idle = reader.working_set()
+        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True,
+                                preexec_fn=cg.enter_in_child)  # noqa: PLW1509 - as ChildCgroup documents
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+            held = reader.working_set()
+            assert held - idle >= 90 * MiB
+            assert reader.usage() >= held
+        finally:
+            proc.communicate("\n", timeout=30)
+        assert reader.working_set() < held - 80 * MiB  # freed: the reading falls again
+    # the cgroup is gone: a reading raises (the manager then goes on with RSS alone)
+    with pytest.raises(OSError):
+        reader.working_set()

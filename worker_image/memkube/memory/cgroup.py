@@ -13,9 +13,11 @@ the kubelet counts), peak usage and OOM-kill count. Not covered: kernel notifica
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from .kernelfiles import KeptOpen
 
 # cgroup v1 reports "no limit" as a page-rounded LONG_MAX; anything this big is unlimited.
 _UNLIMITED = 1 << 62
@@ -117,12 +119,27 @@ def _read_keyed(path: Path) -> dict[str, int]:
     return out
 
 
+def _keyed_value(data: bytes, key: bytes) -> int | None:
+    """The value of ``key`` in a "key value" per line text (memory.stat), or None."""
+    at = (b"\n" + data).find(b"\n" + key + b" ")
+    if at < 0:
+        return None
+    start = at + len(key) + 1
+    end = data.find(b"\n", start)
+    return int(data[start:] if end < 0 else data[start:end])
+
+
 @dataclass(frozen=True)
 class CgroupMemory:
     """The memory controller files of one cgroup directory."""
 
     version: Literal[1, 2]
     path: Path
+    # usage and working set are read for every task admitted: through kept-open files
+    _open: KeptOpen = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_open", KeptOpen(self.path))
 
     def limit(self) -> int | None:
         """The effective limit in bytes (smallest up the tree), or None if unlimited."""
@@ -152,13 +169,14 @@ class CgroupMemory:
     def usage(self) -> int:
         """Bytes charged to the cgroup, page cache included."""
         name = "memory.usage_in_bytes" if self.version == 1 else "memory.current"
-        return _read_int(self.path / name) or 0
+        text = self._open.read(name).strip()
+        return 0 if text == b"max" else int(text)
 
     def working_set(self) -> int:
         """Usage minus inactive file cache: what cannot be dropped cheaply before an OOM kill."""
-        stat = _read_keyed(self.path / "memory.stat")
-        inactive = stat.get("total_inactive_file" if self.version == 1 else "inactive_file", 0)
-        return max(0, self.usage() - inactive)
+        stat = self._open.read("memory.stat")
+        key = b"total_inactive_file" if self.version == 1 else b"inactive_file"
+        return max(0, self.usage() - (_keyed_value(stat, key) or 0))
 
     def max_usage(self) -> int | None:
         """Peak usage, where the kernel records it (v1 always, v2 from Linux 5.19)."""

@@ -1,8 +1,8 @@
 """``WorkerMemory``: the worker's data mapping, its spill store and the memory monitor.
 
 Wires the parts together: a :class:`SpillBuffer` over a :class:`SpillDisk` in a private
-spill directory (``data``), the :class:`MemoryPolicy`, readings from psutil and the
-process's own cgroup, and kernel notifications (``events.py``) that wake the monitor before
+spill directory (``data``), the :class:`MemoryPolicy`, readings of the process's RSS and
+its own cgroup (``kernelfiles.py``), and kernel notifications (``events.py``) that wake the monitor before
 its next poll. The monitor is an asyncio task; spilling, gc and ``malloc_trim`` run in
 threads, so the event loop never waits on the disk.
 
@@ -26,8 +26,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypedDict
 
-import psutil
-
 from ..serialize import Frame
 from .buffer import SpillBuffer
 from .cgroup import CgroupMemory, own_memory_cgroup
@@ -35,6 +33,7 @@ from .config import MemoryConfig
 from .disk import SpillDisk
 from .events import MemoryEvents
 from .files import File
+from .kernelfiles import OwnRSS
 from .policy import (
     Action,
     CollectGarbage,
@@ -113,7 +112,7 @@ class WorkerMemory:
         else:
             self._cgroup = cgroup or None
         self._cgroup_limit = self._cgroup.limit() if self._cgroup else None
-        self._process = psutil.Process()
+        self._rss = OwnRSS()  # read for every task admitted: kept open (kernelfiles)
         self._wake: asyncio.Event | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._spilling: asyncio.Task[int] | None = None
@@ -129,7 +128,7 @@ class WorkerMemory:
         loop_time = now if now is not None else time.monotonic()
         return Reading(
             time=loop_time,
-            process=self._process.memory_info().rss,
+            process=self._rss(),
             managed=self.data.managed,
             spillable=self.data.spillable,
             spilled=self.data.spilled,
