@@ -88,6 +88,32 @@ def test_client_without_address_starts_a_local_pool() -> None:
                    for p in pids)
 
 
+def test_clients_of_an_in_process_pool_run_on_its_loop_thread_and_close_in_any_order() -> None:
+    import threading
+
+    def loop_threads() -> list[str]:
+        return sorted(t.name for t in threading.enumerate() if t.name.startswith("memkube-"))
+
+    before = loop_threads()
+    with LocalCluster(n_workers=1, memory_limit="256MiB", log_level="WARNING") as cluster:
+        threads = loop_threads()
+        first, second = Client(cluster), Client(cluster)
+        # the clients share the cluster's loop thread: no thread of their own
+        assert first._loop is second._loop is cluster.loop_thread.loop
+        assert loop_threads() == threads
+        assert first.submit(sum, [1, 2]).result(timeout=30) == 3
+        assert second.gather(second.scatter([b"x" * (4 << 20)]))[0] == b"x" * (4 << 20)
+        first.close()  # the loop goes on for the cluster and the other client
+        assert first.status == "closed"
+        assert second.submit(sum, [3, 4]).result(timeout=30) == 7
+    # the cluster closed first: the other client's close is a no-op, not a hang
+    started = time.monotonic()
+    second.close()
+    assert second.status == "closed" and time.monotonic() - started < 5
+    time.sleep(0.2)
+    assert loop_threads() == before
+
+
 SCRIPT = """
 import memkube, sys, time
 cluster = memkube.LocalCluster(n_workers=2, memory_limit="256MiB", log_level="ERROR")

@@ -223,6 +223,12 @@ class LocalCluster:
                 if wp is not None:
                     wp.expected_exit = True
 
+    @property
+    def loop_thread(self) -> LoopThread:
+        """The event-loop thread of the scheduler (in this process); synchronous clients
+        of this cluster run on it too."""
+        return self._loop
+
     def close(self) -> None:
         if self._closed:
             return
