@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Self
@@ -107,6 +108,9 @@ class LocalCluster:
         self.workers: dict[str, _WorkerProcess] = {}
         self._counter = 0
         self._past_oom_kills = 0  # kernel OOM kills of worker cgroups already removed
+        # workers and their counted kills change on the loop and are read from the caller's
+        # thread (oom_kills, worker_pids): a worker leaving is counted in one or the other
+        self._accounting = threading.Lock()
         self._closed = False
         self._supervisor: asyncio.Task[None] | None = None
         self._loop.run(self._start(), timeout=start_timeout)
@@ -178,7 +182,8 @@ class LocalCluster:
         proc = subprocess.Popen(self._worker_command(name), env=env,
                                 stdout=subprocess.DEVNULL)
         wp = _WorkerProcess(name, proc, cgroup, restarts)
-        self.workers[name] = wp
+        with self._accounting:
+            self.workers[name] = wp
         return wp
 
     async def _supervise(self) -> None:
@@ -189,12 +194,13 @@ class LocalCluster:
                 code = wp.proc.poll()
                 if code is None or self._closed:
                     continue
-                del self.workers[name]
-                if wp.cgroup is not None:
-                    oom = wp.cgroup.oom_kills()
-                    if oom:
-                        log.error("worker %s was OOM-killed by the kernel (%d)", name, oom)
+                with self._accounting:
+                    del self.workers[name]
+                    oom = wp.cgroup.oom_kills() if wp.cgroup is not None else 0
                     self._past_oom_kills += oom
+                if oom:
+                    log.error("worker %s was OOM-killed by the kernel (%d)", name, oom)
+                if wp.cgroup is not None:
                     wp.cgroup.__exit__(None, None, None)
                 if code == 0 or wp.expected_exit:
                     log.info("worker %s exited", name)
@@ -259,7 +265,8 @@ class LocalCluster:
                 wp.proc.wait()
             if wp.cgroup is not None:
                 wp.cgroup.__exit__(None, None, None)
-        self.workers.clear()
+        with self._accounting:
+            self.workers.clear()
         await self.scheduler.close()
 
     def __enter__(self) -> Self:
@@ -270,11 +277,13 @@ class LocalCluster:
 
     def oom_kills(self) -> int:
         """Kernel OOM kills of worker processes so far (0 without ``cgroup=True``)."""
-        live = sum(wp.cgroup.oom_kills() for wp in self.workers.values() if wp.cgroup)
-        return self._past_oom_kills + live
+        with self._accounting:
+            live = sum(wp.cgroup.oom_kills() for wp in self.workers.values() if wp.cgroup)
+            return self._past_oom_kills + live
 
     def worker_pids(self) -> dict[str, int]:
-        return {name: wp.proc.pid for name, wp in self.workers.items()}
+        with self._accounting:
+            return {name: wp.proc.pid for name, wp in self.workers.items()}
 
     def run_sync(self, coro: Any) -> Any:
         """Run a coroutine in the cluster's loop (tests and tools inspect the scheduler)."""
