@@ -242,3 +242,75 @@ async def test_a_cancelled_post_closes_its_connection() -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
         await asyncio.wait_for(closed.wait(), 5)
+
+
+def counting_app() -> tuple[web.Application, set[int]]:
+    """``POST /data`` answering ``ok``; the client ports it was asked from."""
+    ports: set[int] = set()
+
+    async def data(request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        ports.add(peer[1] if peer else -1)
+        await request.read()
+        return web.Response(body=b"ok")
+
+    app = web.Application()
+    app.router.add_post("/data", data)
+    return app, ports
+
+
+async def test_a_connection_is_kept_for_the_next_request_and_closed_with_the_client() -> None:
+    app, ports = counting_app()
+    client = BulkClient({}, None)
+    async with app_server(app) as address:
+        for _ in range(5):
+            assert bytes((await client.post(address, "/data", b"x")).body) == b"ok"
+        assert client.connections_opened == 1 and len(ports) == 1
+        # concurrent requests each take a connection; the idle ones are kept, up to a bound
+        answers = await asyncio.gather(*(client.post(address, "/data", b"x")
+                                         for _ in range(bulk.KEEP_IDLE + 3)))
+        assert all(bytes(a.body) == b"ok" for a in answers)
+        assert len(client._idle[address]) == bulk.KEEP_IDLE
+        client.close()
+        assert not client._idle
+        await client.post(address, "/data", b"x")
+        assert client.connections_opened == bulk.KEEP_IDLE + 3 + 1
+        client.close()
+
+
+async def test_a_kept_connection_the_server_closed_is_replaced_once() -> None:
+    served = 0
+
+    async def once_then_close(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        nonlocal served
+        served += 1
+        await r.readexactly(1)  # the request's body
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await w.drain()  # then the connection closes, as a server's keep-alive ends
+
+    client = BulkClient({}, None)
+    async with raw_server(once_then_close) as address:
+        for _ in range(3):
+            assert bytes((await client.post(address, "/data", b"x")).body) == b"ok"
+            await asyncio.sleep(0.05)
+    assert served == 3 and client.connections_opened == 3
+
+
+async def test_an_answer_that_says_close_or_overruns_its_length_is_not_kept() -> None:
+    async def closing(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.readexactly(1)
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await w.drain()
+        await asyncio.sleep(1)
+
+    async def overrun(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.readexactly(1)
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokGARBAGE")
+        await w.drain()
+        await asyncio.sleep(1)
+
+    for answer in (closing, overrun):
+        client = BulkClient({}, None)
+        async with raw_server(answer) as address:
+            assert bytes((await client.post(address, "/data", b"x")).body) == b"ok"
+            assert not client._idle.get(address)

@@ -10,10 +10,13 @@ read through a stream (``bench/FINDINGS.md`` F13).
 
 The HTTP is h11's: it writes the request and parses the answer's status line and headers,
 and its limit on the size of a head applies. The body of a declared Content-Length bypasses
-it, so a connection carries one request (``Connection: close``): no pool, a connect per
-call, which a transfer of megabytes does not notice. A body without a length (chunked, or
-until close) goes through h11 and may be at most :data:`UNSIZED_LIMIT` bytes: memkube's data
-answers always declare theirs, so such a body is a short error text.
+it and ends exactly at the next answer's boundary, so the connection is kept for the next
+request to the same server (a fresh h11 state per exchange): at most :data:`KEEP_IDLE` idle
+per address, for :data:`IDLE_FOR` seconds (well within the servers' keep-alive). A kept
+connection the server closed meanwhile is replaced once, when nothing of the answer came.
+A body without a length (chunked, or until close) goes through h11, ends its connection,
+and may be at most :data:`UNSIZED_LIMIT` bytes: memkube's data answers always declare
+theirs, so such a body is a short error text.
 
 Errors: ``OSError`` for the connection, ``TimeoutError`` for a connect beyond its limit or
 :data:`SILENT_PEER` seconds without a byte, :class:`ProtocolError` for an
@@ -42,6 +45,9 @@ SILENT_PEER = 60.0
 HEAD_BUFFER = 64 * 1024
 #: Most bytes taken of a body that declares no length.
 UNSIZED_LIMIT = 1 << 20
+#: Idle connections kept per address, and the seconds one is kept.
+KEEP_IDLE = 4
+IDLE_FOR = 30.0
 
 
 @dataclass(frozen=True)
@@ -63,16 +69,20 @@ def client_context(context: ssl.SSLContext | None) -> ssl.SSLContext:
 
 
 class BulkClient:
-    """Posts to memkube servers with the pool's headers (its token) and TLS context."""
+    """Posts to memkube servers with the pool's headers (its token) and TLS context,
+    keeping connections for the next request. Used on one event loop; :meth:`close` it."""
 
     def __init__(self, headers: Mapping[str, str], context: ssl.SSLContext | None) -> None:
         self.headers = dict(headers)
         self._context = context
         self._tls: ssl.SSLContext | None = None
+        self._idle: dict[Address, list[tuple[float, _Link]]] = {}
+        self.connections_opened = 0  # a figure (tests: connections are kept)
 
     @classmethod
     def for_pool(cls, auth: Auth, tls: TLSConfig) -> BulkClient:
-        """Presenting the pool's token, with its TLS settings (as :func:`memkube.serving.peer_session`)."""
+        """Presenting the pool's token, with its TLS settings (as
+        :func:`memkube.serving.peer_session`)."""
         return cls(auth.headers(), tls.client_context())
 
     def _tls_for(self, address: Address) -> ssl.SSLContext | None:
@@ -87,23 +97,61 @@ class BulkClient:
         """The answer to ``POST path`` with ``body`` at ``address``; given up on after
         :data:`SILENT_PEER` seconds without a byte, unless ``patient`` (a server that
         answers once it has waited for something)."""
+        silent = None if patient else SILENT_PEER
+        while True:
+            conn, request = _request(address, path, body, self.headers)
+            link = self._take(address)
+            kept = link is not None
+            if link is None:
+                link = await self._open(address, connect_timeout)
+            try:
+                answer = await link.exchange(conn, request, silent)
+            except (OSError, ProtocolError) as exc:
+                link.abort()
+                if kept and not link.answered and not isinstance(exc, TimeoutError):
+                    continue  # the server let a kept connection go meanwhile: a new one
+                raise
+            except BaseException:  # cancelled: the connection is in an unknown state
+                link.abort()
+                raise
+            if link.reusable:
+                self._give(address, link)
+            else:
+                link.close()
+            return answer
+
+    async def _open(self, address: Address, connect_timeout: float) -> _Link:
         loop = asyncio.get_running_loop()
-        conn, request = _request(address, path, body, self.headers)
-        reader = _AnswerReader(loop, conn, request, None if patient else SILENT_PEER)
         context = self._tls_for(address)
         async with asyncio.timeout(connect_timeout):
-            transport, _ = await loop.create_connection(
-                lambda: reader, address.host, address.port, ssl=context,
+            _, link = await loop.create_connection(
+                lambda: _Link(loop), address.host, address.port, ssl=context,
                 server_hostname=address.host if context else None)
-        try:
-            return await reader.done
-        finally:
-            # done: the server closes too; failed or cancelled: no lingering
-            if reader.done.done() and not reader.done.cancelled() \
-                    and reader.done.exception() is None:
-                transport.close()
-            else:
-                transport.abort()
+        self.connections_opened += 1
+        return link
+
+    def _take(self, address: Address) -> _Link | None:
+        idle = self._idle.get(address)
+        now = time.monotonic()
+        while idle:
+            since, link = idle.pop()
+            if link.alive and now - since < IDLE_FOR:
+                return link
+            link.close()
+        return None
+
+    def _give(self, address: Address, link: _Link) -> None:
+        idle = self._idle.setdefault(address, [])
+        idle.append((time.monotonic(), link))
+        while len(idle) > KEEP_IDLE:
+            idle.pop(0)[1].close()
+
+    def close(self) -> None:
+        """Close the kept connections."""
+        for idle in self._idle.values():
+            for _, link in idle:
+                link.close()
+        self._idle.clear()
 
 
 def _request(address: Address, path: str, body: bytes,
@@ -112,7 +160,7 @@ def _request(address: Address, path: str, body: bytes,
     host = f"[{address.host}]" if ":" in address.host else address.host
     conn = h11.Connection(h11.CLIENT)
     fields = [("Host", f"{host}:{address.port}"), ("Content-Length", str(len(body))),
-              ("Connection", "close"), *headers.items()]
+              *headers.items()]
     try:
         out = conn.send(h11.Request(method="POST", target=path, headers=fields))
     except h11.LocalProtocolError as exc:  # e.g. a header value with a line break
@@ -121,17 +169,23 @@ def _request(address: Address, path: str, body: bytes,
                            conn.send(h11.EndOfMessage()) or b""])
 
 
-class _AnswerReader(asyncio.BufferedProtocol):
-    """Reads one answer: the head through h11 into a small buffer, then a sized body
-    straight into its own buffer; ``done`` gets the :class:`Answer` or the error."""
+class _Link(asyncio.BufferedProtocol):
+    """One connection, carrying one exchange at a time: the answer's head through h11
+    into a small buffer, then a sized body straight into its own buffer."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, conn: h11.Connection, request: bytes,
-                 silent: float | None) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._h11 = conn
-        self._request = request
-        self._silent = silent
         self._scratch = bytearray(HEAD_BUFFER)
+        self._transport: asyncio.Transport | None = None
+        self._done: asyncio.Future[Answer] | None = None  # the exchange under way
+        self._timer: asyncio.TimerHandle | None = None
+        self.alive = True
+        self._reset(h11.Connection(h11.CLIENT), None)
+
+    def _reset(self, conn: h11.Connection, silent: float | None) -> None:
+        """The state of one exchange."""
+        self._h11 = conn
+        self._silent = silent
         self._status = 0
         self._body: memoryview | None = None  # a sized body, once its head is read
         self._pos = 0
@@ -139,19 +193,40 @@ class _AnswerReader(asyncio.BufferedProtocol):
         self._into_body = False
         self._unsized: list[bytes] = []
         self._unsized_bytes = 0
-        self._transport: asyncio.Transport | None = None
+        self._keep = False  # the answer lets the connection carry another request
+        self.reusable = False
+        self.answered = False  # a byte of this exchange's answer came
         self._last = time.monotonic()
-        self._timer: asyncio.TimerHandle | None = None
-        self.done: asyncio.Future[Answer] = loop.create_future()
+
+    def exchange(self, conn: h11.Connection, request: bytes,
+                 silent: float | None) -> asyncio.Future[Answer]:
+        """Send ``request`` (written by ``conn``) and read its answer."""
+        assert self._transport is not None and self._done is None
+        self._reset(conn, silent)
+        self._done = done = self._loop.create_future()
+        if not self.alive:
+            done.set_exception(ConnectionResetError("the connection was closed"))
+            return done
+        self._transport.write(request)
+        if silent is not None:
+            self._timer = self._loop.call_later(silent, self._check_silence)
+        return done
+
+    def close(self) -> None:
+        self.alive = False
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        self.alive = False
+        if self._transport is not None:
+            self._transport.abort()
 
     # -- asyncio's side
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        transport.write(self._request)
-        if self._silent is not None:
-            self._timer = self._loop.call_later(self._silent, self._check_silence)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._direct and self._body is not None and self._pos < len(self._body):
@@ -162,17 +237,20 @@ class _AnswerReader(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self._last = time.monotonic()
-        if self.done.done():
+        if self._done is None or self._done.done():
+            self.abort()  # bytes nobody asked for: this connection cannot be trusted
             return
+        self.answered = True
         if self._into_body:
             self._pos += nbytes
             if self._body is not None and self._pos == len(self._body):
-                self._finish()  # what follows the declared length is not read: we close
+                self._finish()
             return
         self._feed(bytes(self._scratch[:nbytes]))
 
     def eof_received(self) -> bool:
-        if not self.done.done():
+        self.alive = False
+        if self._done is not None and not self._done.done():
             if self._direct:
                 self._fail(ProtocolError("body shorter than its Content-Length"))
             else:
@@ -180,17 +258,20 @@ class _AnswerReader(asyncio.BufferedProtocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.alive = False
         if self._timer is not None:
             self._timer.cancel()
-        if not self.done.done():
+        if self._done is not None and not self._done.done():
             self._fail(exc or ConnectionResetError("connection closed before the answer"))
 
     # -- the answer
 
     def _feed(self, data: bytes) -> None:
+        done = self._done
+        assert done is not None
         try:
             self._h11.receive_data(data)
-            while not self.done.done():
+            while self._done is done and not done.done():
                 event = self._h11.next_event()
                 if event is h11.NEED_DATA:
                     if self._body is not None:
@@ -207,7 +288,10 @@ class _AnswerReader(asyncio.BufferedProtocol):
             return
         if isinstance(event, h11.Response):
             self._status = event.status_code
-            length = dict(event.headers).get(b"content-length")
+            headers = dict(event.headers)
+            length = headers.get(b"content-length")
+            self._keep = (length is not None and event.http_version == b"1.1"
+                          and b"close" not in headers.get(b"connection", b"").lower())
             if length is not None:  # h11 has checked that it is a number
                 self._body = memoryview(buffers.fresh(int(length)))
                 if not self._body:
@@ -227,26 +311,28 @@ class _AnswerReader(asyncio.BufferedProtocol):
             self._finish()
 
     def _finish(self) -> None:
+        assert self._done is not None
+        if self._timer is not None:
+            self._timer.cancel()
         # a sized body is whole here, except where the status allows none (h11 knows)
         body = (self._body[:self._pos] if self._body is not None
                 else memoryview(b"".join(self._unsized)))
-        self.done.set_result(Answer(self._status, body))
-        self._close()
+        # reusable only if nothing follows the answer (h11 holds what came with its head)
+        self.reusable = (self._keep and self.alive and not self._h11.trailing_data[0]
+                         and (self._body is None or self._pos == len(self._body)))
+        done, self._done = self._done, None
+        done.set_result(Answer(self._status, body))
 
     def _fail(self, exc: BaseException) -> None:
-        if not self.done.done():
-            self.done.set_exception(exc)
-        if self._transport is not None:
-            self._transport.abort()
-
-    def _close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        if self._transport is not None:
-            self._transport.close()
+        if self._done is not None and not self._done.done():
+            self._done.set_exception(exc)
+        self._done = None
+        self.abort()
 
     def _check_silence(self) -> None:
-        if self.done.done() or self._silent is None:
+        if self._done is None or self._done.done() or self._silent is None:
             return
         quiet = time.monotonic() - self._last
         if quiet >= self._silent:

@@ -631,6 +631,7 @@ class Client:
             await asyncio.gather(listener, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
+        self._bulk.close()
 
     def __enter__(self) -> Self:
         return self

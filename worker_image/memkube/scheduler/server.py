@@ -152,6 +152,7 @@ class Scheduler:
             await self._runner.cleanup()
         if self._session is not None:
             await self._session.close()
+        self._bulk.close()
 
     async def __aenter__(self) -> Self:
         return await self.start()

@@ -181,6 +181,7 @@ class Worker:
             await self._runner.cleanup()
         if self._session is not None:
             await self._session.close()
+        self._bulk.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
         # frees, prefetches and transfers in I/O threads finish first: a spill file being
         # deleted there while the spill directory is removed raced it (FileNotFoundError)
