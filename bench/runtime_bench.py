@@ -1,7 +1,9 @@
 """Runtime overhead, memkube vs dask.distributed (issue 2).
 
-Two worker processes with one thread each, both systems up at once and measured in turns
-(so background load on a shared machine hits both alike):
+Two worker processes with one thread each. Each system is measured with only its own pool
+open (both run their scheduler on threads of this process, and a second system's threads
+would take turns at the GIL with the first's: FINDINGS F14), in alternating turns per round
+(so background load on a shared machine hits both alike); Ray in a process of its own:
 
 * throughput: ``map`` of N no-op tasks then ``gather`` (tasks/s; default N = 20,000);
 * round trip: one ``submit(...).result()`` at a time (median of many, seconds).
@@ -21,6 +23,8 @@ import io
 import pstats
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,24 @@ import raylib
 
 def noop(x: int) -> int:
     return x
+
+
+@contextmanager
+def pool(name: str) -> Iterator[Any]:
+    """A client of a fresh pool of the system ``name``: 2 workers x 1 thread, 1 GiB each."""
+    if name == "memkube":
+        import memkube
+
+        with memkube.LocalCluster(n_workers=2, threads_per_worker=1,
+                                  memory_limit="1GiB") as mc, memkube.Client(mc) as client:
+            yield client
+    else:
+        import distributed
+
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      memory_limit="1GiB", dashboard_address=None) as dc, \
+                distributed.Client(dc) as client:
+            yield client
 
 
 def throughput(client: Any, n: int, offset: int) -> float:
@@ -82,29 +104,21 @@ def main() -> None:
     rounds = 1 if args.quick else 2
     n_rtt = 50 if args.quick else 300
 
-    import distributed
     import memkube
 
     result: dict[str, Any] = {"machine": benchlib.machine(), "tasks": n_tasks, "load_before": load,
                               "rounds": rounds, "round_trips": n_rtt}
     tput: dict[str, list[float]] = {"memkube": [], "dask": []}
     rtt: dict[str, list[float]] = {"memkube": [], "dask": []}
-    with memkube.LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="1GiB") as mc, \
-            memkube.Client(mc) as mk, \
-            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                     memory_limit="1GiB", dashboard_address=None) as dc, \
-            distributed.Client(dc) as dk:
-        clients = {"memkube": mk, "dask": dk}
-        for name, client in clients.items():  # warm up imports, connections, pickling caches
-            throughput(client, 200, -1000)
-            round_trips(client, 10, -2000)
-        for r in range(rounds):
-            order = list(clients.items()) if r % 2 == 0 else list(clients.items())[::-1]
-            for name, client in order:
+    for r in range(rounds):
+        for name in ("memkube", "dask") if r % 2 == 0 else ("dask", "memkube"):
+            with pool(name) as client:
+                throughput(client, 200, -1000)  # warm up imports, connections, pickling
+                round_trips(client, 10, -2000)
                 tput[name].append(throughput(client, n_tasks, r * n_tasks))
                 print(f"round {r}: {name} {tput[name][-1]:,.0f} tasks/s", flush=True)
-        for name, client in clients.items():
-            rtt[name] = round_trips(client, n_rtt, 10**7)
+                if r == rounds - 1:
+                    rtt[name] = round_trips(client, n_rtt, 10**7)
     if args.profile:  # alone, so dask's in-process scheduler does not blur the profile
         with memkube.LocalCluster(n_workers=2, threads_per_worker=1,
                                   memory_limit="1GiB") as mc, memkube.Client(mc) as mk:
