@@ -111,3 +111,32 @@ def test_this_process_has_a_readable_cgroup_or_none() -> None:
     limit = cg.limit()
     assert limit is None or limit > cg.working_set()
     assert cg.oom_kills() >= 0
+
+
+def test_kept_open_files_read_afresh_and_close_their_descriptors(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from memkube.memory.kernelfiles import KeptOpen, ProcessRSS
+
+    (tmp_path / "memory.current").write_text("100\n")
+    files = KeptOpen(tmp_path)
+    before = len(os.listdir("/proc/self/fd"))
+    assert files.read("memory.current") == b"100\n"
+    (tmp_path / "memory.current").write_text("2000\n")  # rewritten in place, as the kernel does
+    assert files.read("memory.current") == b"2000\n"
+    assert len(os.listdir("/proc/self/fd")) == before + 1  # one descriptor, kept
+    files.close()
+    assert len(os.listdir("/proc/self/fd")) == before
+    # a worker's RSS, read by its guard: a reading once the process is gone raises
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; print('up', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert child.stdout is not None and child.stdout.readline() == b"up\n"
+    rss = ProcessRSS(child.pid)
+    assert rss() > 1 << 20  # an interpreter's pages, not this process's
+    child.communicate(b"")
+    with pytest.raises(OSError):
+        rss()
+    rss.close()

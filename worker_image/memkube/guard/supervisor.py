@@ -27,11 +27,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..memory.kernelfiles import ProcessRSS
 from .policy import GuardConfig, GuardPolicy, GuardReading, Kill, RequestSpill
 from .report import KillReporter
 
@@ -42,14 +43,12 @@ GUARD_FD_ENV = "MEMKUBE_GUARD_FD"
 GUARD_REPORT_ENV = "MEMKUBE_GUARD_REPORT"
 GUARD_CHILD_ENV = "MEMKUBE_GUARD_CHILD"
 PARENT_PID_ENV = "MEMKUBE_PARENT_PID"
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def _rss(pid: int) -> int:
+def _rss(read: Callable[[], int]) -> int:
     try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            return int(f.read().split()[1]) * _PAGE
-    except (OSError, IndexError, ValueError):
+        return read()
+    except (OSError, IndexError, ValueError):  # the worker is gone: its exit comes next
         return 0
 
 
@@ -73,22 +72,17 @@ class CgroupReader:
         self.limit = self.cg.limit() if self.cg is not None else None
         self._inactive = 0
         self._reads = 0
-        if self.cg is not None:
-            name = "memory.usage_in_bytes" if self.cg.version == 1 else "memory.current"
-            self._usage_path: Path | None = self.cg.path / name
-        else:
-            self._usage_path = None
 
     def usage(self) -> int | None:
-        if self._usage_path is None or self.limit is None or self.cg is None:
+        if self.cg is None or self.limit is None:
             return None
         try:
-            usage = int(self._usage_path.read_bytes())
-            if self._reads % 20 == 0:  # memory.stat costs more: every 20th reading
-                self._inactive = max(0, usage - self.cg.working_set())
+            usage = self.cg.usage()
+            if self._reads % 20 == 0:  # memory.stat is longer: every 20th reading
+                self._inactive = self.cg.inactive_file()
             self._reads += 1
         except (OSError, ValueError):
-            self._usage_path = None
+            self.cg = None
             return None
         return max(0, usage - self._inactive)
 
@@ -193,6 +187,7 @@ class Supervisor:
             proc.send_signal(self._stopping)
         policy = self.policy
         policy.child_started()
+        rss = ProcessRSS(proc.pid)
         kill: Kill | None = None
         buf = b""
         watch: list[Any] = [sock, self._wake_r]
@@ -205,13 +200,13 @@ class Supervisor:
                 if self._wake_r in ready:
                     os.read(self._wake_r, 4096)
                 if sock in ready:
-                    buf = self._read_notices(sock, buf, proc.pid)
+                    buf = self._read_notices(sock, buf, rss)
                 code = proc.poll()
                 if code is not None:
                     break
                 if kill is not None:
                     continue
-                reading = GuardReading(time.monotonic(), _rss(proc.pid), self.cgroup.usage())
+                reading = GuardReading(time.monotonic(), _rss(rss), self.cgroup.usage())
                 for action in policy.step(reading):
                     if isinstance(action, RequestSpill):
                         self.stats.spill_requests += 1
@@ -227,6 +222,7 @@ class Supervisor:
                                   action.reason, ", ".join(policy.running) or "no task")
         finally:
             sock.close()
+            rss.close()
             self._proc = None
         if kill is not None:
             return code, kill.report, True
@@ -239,7 +235,8 @@ class Supervisor:
             return code, policy.report("killed by the kernel's OOM killer"), True
         return code, None, False
 
-    def _read_notices(self, sock: socket.socket, buf: bytes, pid: int) -> bytes:
+    def _read_notices(self, sock: socket.socket, buf: bytes,
+                      rss: Callable[[], int]) -> bytes:
         try:
             chunk = sock.recv(65536)
         except (BlockingIOError, InterruptedError):
@@ -251,7 +248,7 @@ class Supervisor:
         for raw in lines:
             line = raw.decode(errors="replace")
             if line.startswith("+"):
-                self.policy.task_started(line[1:], _rss(pid))
+                self.policy.task_started(line[1:], _rss(rss))
             elif line.startswith("-"):
                 self.policy.task_stopped(line[1:])
             elif line.startswith("spilled"):

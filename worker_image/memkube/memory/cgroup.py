@@ -172,11 +172,15 @@ class CgroupMemory:
         text = self._open.read(name).strip()
         return 0 if text == b"max" else int(text)
 
-    def working_set(self) -> int:
-        """Usage minus inactive file cache: what cannot be dropped cheaply before an OOM kill."""
+    def inactive_file(self) -> int:
+        """Inactive file cache charged to the cgroup: what reclaim drops first."""
         stat = self._open.read("memory.stat")
         key = b"total_inactive_file" if self.version == 1 else b"inactive_file"
-        return max(0, self.usage() - (_keyed_value(stat, key) or 0))
+        return _keyed_value(stat, key) or 0
+
+    def working_set(self) -> int:
+        """Usage minus inactive file cache: what cannot be dropped cheaply before an OOM kill."""
+        return max(0, self.usage() - self.inactive_file())
 
     def max_usage(self) -> int | None:
         """Peak usage, where the kernel records it (v1 always, v2 from Linux 5.19)."""

@@ -4,7 +4,8 @@ A cgroup or ``/proc`` file regenerates its text when read from offset 0 (a seq_f
 one descriptor serves every reading: no path walk, open and close each time. That is most
 of a reading's cost, and the worker takes one for every task it admits: a cgroup's working
 set in 12 µs instead of 140 µs here, RSS in 3 µs instead of psutil's 20 µs
-(``bench/FINDINGS.md`` F14).
+(``bench/FINDINGS.md`` F14). The memory guard reads its worker's RSS and cgroup the same way,
+every 5 ms.
 """
 
 from __future__ import annotations
@@ -43,6 +44,15 @@ class KeptOpen:
             return data
         return Path(self._directory, name).read_bytes()
 
+    def close(self) -> None:
+        with self._lock:
+            fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            os.close(fd)
+
+    def __del__(self) -> None:  # a reader dropped without close() leaks no descriptor
+        self.close()
+
     def _forget(self, name: str, fd: int) -> None:
         with self._lock:
             if self._fds.get(name) == fd:
@@ -50,19 +60,26 @@ class KeptOpen:
                 os.close(fd)
 
 
-class OwnRSS:
-    """This process's resident set size, from ``/proc/self/statm`` kept open; where there
-    is none (not Linux), from psutil."""
+class ProcessRSS:
+    """A process's resident set size (default: this one's), from ``/proc/<pid>/statm`` kept
+    open (the descriptor stays with that process, whatever reuses its pid later); where
+    there is no ``/proc`` (not Linux), from psutil. Raises OSError once the process is
+    gone."""
 
-    def __init__(self) -> None:
+    def __init__(self, pid: int | str = "self") -> None:
         self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-        self._proc: KeptOpen | None = KeptOpen("/proc/self") \
-            if os.path.exists("/proc/self/statm") else None
+        self._proc: KeptOpen | None = None
         self._psutil = None
-        if self._proc is None:
+        if os.path.exists("/proc/self/statm"):  # opened at the first reading
+            self._proc = KeptOpen(f"/proc/{pid}")
+        else:
             import psutil
 
-            self._psutil = psutil.Process()
+            self._psutil = psutil.Process(None if pid == "self" else int(pid))
+
+    def close(self) -> None:
+        if self._proc is not None:
+            self._proc.close()
 
     def __call__(self) -> int:
         if self._proc is not None:

@@ -33,7 +33,7 @@ from .config import MemoryConfig
 from .disk import SpillDisk
 from .events import MemoryEvents
 from .files import File
-from .kernelfiles import OwnRSS
+from .kernelfiles import ProcessRSS
 from .policy import (
     Action,
     CollectGarbage,
@@ -112,7 +112,7 @@ class WorkerMemory:
         else:
             self._cgroup = cgroup or None
         self._cgroup_limit = self._cgroup.limit() if self._cgroup else None
-        self._rss = OwnRSS()  # read for every task admitted: kept open (kernelfiles)
+        self._rss = ProcessRSS()  # read for every task admitted: kept open (kernelfiles)
         self._wake: asyncio.Event | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._spilling: asyncio.Task[int] | None = None
