@@ -32,8 +32,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import h11
+import msgpack
 
-from . import buffers
+from . import buffers, serialize
 from .addresses import Address
 from .errors import ProtocolError
 from .security import Auth, TLSConfig
@@ -152,6 +153,20 @@ class BulkClient:
             for _, link in idle:
                 link.close()
         self._idle.clear()
+
+
+async def fetch_bundle(bulk: BulkClient, address: Address, keys: list[str], *,
+                       connect_timeout: float = 10.0
+                       ) -> tuple[dict[str, list[memoryview]], list[str], dict[str, str], int]:
+    """``POST /data`` of ``keys`` at a worker: the answer's frames by key, the keys it lacks, the keys it could not
+    serialize, and the answer's size. An answer other than 200 raises ProtocolError, as an
+    answer that is not a bundle does; a connection that fails raises OSError."""
+    answer = await bulk.post(address, "/data", msgpack.packb({"keys": keys}),
+                             connect_timeout=connect_timeout)
+    if answer.status != 200:
+        raise ProtocolError(f"{address} answered {answer.status}")
+    items, missing, errors = serialize.unpack_bundle(answer.body)
+    return items, missing, errors, len(answer.body)
 
 
 def _request(address: Address, path: str, body: bytes,

@@ -32,11 +32,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import msgpack
 
 from .. import serialize
 from ..addresses import parse_address
-from ..bulk import BulkClient
+from ..bulk import BulkClient, fetch_bundle
 from ..errors import ProtocolError
 from ..serialize import Frame
 from ..serving import stream_buffers
@@ -153,20 +152,15 @@ async def _fetch_batch(bulk: BulkClient, routes: Routes, address: str,
                        keys: list[str]) -> Frames:
     try:
         # a silent holder is given up on (bulk.SILENT_PEER) and the keys asked elsewhere
-        answer = await bulk.post(parse_address(routes.resolve(address)), "/data",
-                                 msgpack.packb({"keys": keys}),
-                                 connect_timeout=routes.connect_timeout * 4)
-        if answer.status != 200:
-            log.warning("worker %s answered %s to a direct gather", address, answer.status)
-            return {}
-        payload = answer.body
-        items, _missing, errors = serialize.unpack_bundle(payload)
-    except (OSError, ProtocolError, TimeoutError) as exc:
+        items, _missing, errors, nbytes = await fetch_bundle(
+            bulk, parse_address(routes.resolve(address)), keys,
+            connect_timeout=routes.connect_timeout * 4)
+    except (OSError, ProtocolError) as exc:
         log.info("direct gather from %s failed (%s); through the scheduler instead",
                  address, exc)
         routes.forget(address)
         return {}
-    routes.direct_bytes += len(payload)
+    routes.direct_bytes += nbytes
     if errors:
         # the scheduler's path reports these errors to the caller
         items = {k: v for k, v in items.items() if k not in errors}

@@ -69,7 +69,7 @@ async def fetch_through_scheduler(client: Client, keys: list[str]) -> dict[str, 
         answer = await client._bulk.post(client.address, "/api/v1/gather",
                                          msgpack.packb({"keys": keys}),
                                          connect_timeout=client.timeout, patient=True)
-    except (OSError, ProtocolError, TimeoutError) as exc:
+    except (OSError, ProtocolError) as exc:
         raise CommError(f"gather from {client.address} failed: {exc}") from exc
     if answer.status == 401:
         raise AuthenticationError("scheduler rejected the token")

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from .. import serialize
 from ..addresses import Address, parse_address
-from ..bulk import BulkClient
+from ..bulk import BulkClient, fetch_bundle
 from ..errors import ProtocolError, RetireError
 from ..protocol import (
     MAX_FRAME,
@@ -585,12 +585,10 @@ class Scheduler:
     async def _fetch_batch(self, address: str, keys: list[str]) -> tuple[
             dict[str, list[memoryview]], list[str], dict[str, str]]:
         try:
-            answer = await self._bulk.post(parse_address(address), "/data",
-                                           msgpack.packb({"keys": keys}))
-            if answer.status != 200:
-                return {}, keys, {}
-            return serialize.unpack_bundle(answer.body)
-        except (OSError, ProtocolError, TimeoutError) as exc:
+            items, missing, errors, _ = await fetch_bundle(self._bulk, parse_address(address),
+                                                           keys)
+            return items, missing, errors
+        except (OSError, ProtocolError) as exc:
             log.warning("could not fetch %d keys from %s: %s", len(keys), address, exc)
             return {}, keys, {}
 

@@ -15,11 +15,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 
-import msgpack
-
 from .. import serialize
 from ..addresses import parse_address
-from ..bulk import BulkClient
+from ..bulk import BulkClient, fetch_bundle
 from ..errors import ProtocolError, SpillError
 from ..memory import WorkerMemory, sizeof
 from .intake import Intake, expected, next_batch, shortfall, to_disk, unlimited
@@ -32,12 +30,8 @@ async def fetch_from_peer(
 ) -> tuple[dict[str, list[memoryview]], list[str]]:
     """Fetch ``keys`` from the worker at ``address``: (frames by key, keys not obtained)."""
     try:
-        answer = await bulk.post(parse_address(address), "/data", msgpack.packb({"keys": keys}))
-        if answer.status != 200:
-            log.warning("peer %s answered %s for %d keys", address, answer.status, len(keys))
-            return {}, list(keys)
-        items, _missing, errors = serialize.unpack_bundle(answer.body)
-    except (OSError, ProtocolError, TimeoutError) as exc:
+        items, _missing, errors, _ = await fetch_bundle(bulk, parse_address(address), keys)
+    except (OSError, ProtocolError) as exc:  # a peer that is gone, silent or broken
         log.warning("could not fetch %d keys from %s: %s", len(keys), address, exc)
         return {}, list(keys)
     failed = [k for k in keys if k not in items]
