@@ -106,10 +106,11 @@ class Client:
         # thread: one thread fewer contending for the GIL with the scheduler's, 0.3 ms of
         # each 3 ms round trip (bench/FINDINGS.md F14).
         lent = getattr(self._cluster, "loop_thread", None)
-        self._owns_loop = not asynchronous and not isinstance(lent, LoopThread)
-        self._loop_thread: LoopThread | None = (
-            None if asynchronous else lent if isinstance(lent, LoopThread)
-            else LoopThread("memkube-client"))
+        self._loop_thread: LoopThread | None = None
+        if not asynchronous:
+            self._loop_thread = lent if isinstance(lent, LoopThread) \
+                else LoopThread("memkube-client")
+        self._owns_loop = self._loop_thread is not None and self._loop_thread is not lent
         self._loop: asyncio.AbstractEventLoop | None = (
             self._loop_thread.loop if self._loop_thread else None)
         self._refs: dict[str, int] = {}
